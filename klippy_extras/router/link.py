@@ -1,0 +1,293 @@
+# One client connection to a peer's API socket, on klippy's reactor
+#
+# This file may be distributed under the terms of the GNU GPLv3 license.
+import collections, errno, logging, os, socket
+from . import framing, rpc
+from .backoff import Backoff
+
+MAX_SEND_BUFFER = 4 * 1024 * 1024   # bytes queued for a peer not reading
+MAX_FRAME = 8 * 1024 * 1024         # one message from a peer
+READ_CHUNK = 65536
+MAX_READS_PER_WAKE = 16             # then let the rest of the reactor run
+
+
+class LinkError(Exception):
+    """A request could not be handed to the link (not sent at all)."""
+
+
+def describe_os_error(e):
+    if e.errno == errno.ENOENT:
+        return "no socket at this path (peer not started?)"
+    if e.errno == errno.ECONNREFUSED:
+        return "connection refused (peer not listening)"
+    if e.errno in (errno.EAGAIN, errno.EWOULDBLOCK):
+        return "peer busy (connection backlog full)"
+    if e.errno in (errno.EACCES, errno.EPERM):
+        return "permission denied on the socket file"
+    return str(e) or type(e).__name__
+
+
+class PeerLink:
+    """Moves bytes only in fd callbacks. Decoded messages, closing and
+    user callbacks are handed to reactor callbacks: in some flavors an fd
+    callback that unregisters an fd of the current poll batch (its own,
+    if write wake-up is set, or another link's) crashes the reactor."""
+    def __init__(self, reactor, path, listener, first_delay, max_delay):
+        self.reactor = reactor
+        self.path = path
+        self.listener = listener
+        self.backoff = Backoff(first_delay, max_delay)
+        self.sock = self.fd_handle = None
+        self.connected = False
+        self.stopped = True
+        self.generation = 0
+        self.last_error = ""
+        self._closing = False
+        self._write_wake = False
+        self._send_buf = bytearray()
+        self._decoder = framing.FrameDecoder(MAX_FRAME)
+        self._requests = rpc.RequestTracker()
+        self._inbox = collections.deque()
+        self._inbox_scheduled = False
+        self._connect_timer = reactor.register_timer(self._connect_event)
+        self._timeout_timer = reactor.register_timer(self._timeout_event)
+
+    # Lifecycle
+    def start(self):
+        self.stopped = False
+        self.reactor.update_timer(self._connect_timer, self.reactor.NOW)
+
+    def stop(self):
+        """Closes the socket and every timer; safe to call more than once.
+        Runs from klippy:disconnect, so it must never raise."""
+        self.stopped = True
+        try:
+            self._close("router stopped", notify=False)
+        except Exception:
+            logging.exception("router: error closing link %s", self.path)
+        for attr in ('_connect_timer', '_timeout_timer'):
+            timer = getattr(self, attr)
+            if timer is not None:
+                setattr(self, attr, None)
+                try:
+                    self.reactor.unregister_timer(timer)
+                except Exception:
+                    pass
+
+    def _connect_event(self, eventtime):
+        if self.stopped or self.sock is not None:
+            return self.reactor.NEVER
+        sock = None
+        try:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.setblocking(False)
+            # A Unix stream connect completes at once or fails at once
+            # (EAGAIN when the peer's listen backlog is full).
+            sock.connect(self.path)
+        except (OSError, ValueError) as e:
+            if sock is not None:
+                sock.close()
+            error = (describe_os_error(e) if isinstance(e, OSError)
+                     else str(e))
+            if error != self.last_error:
+                logging.info("router: %s: %s", self.path, error)
+                self.last_error = error
+            return eventtime + self.backoff.next_delay()
+        self.sock = sock
+        self.fd_handle = self.reactor.register_fd(
+            sock.fileno(), self._read_event, self._write_event)
+        self.connected = True
+        self._closing = False
+        self.generation += 1
+        logging.info("router: connected to %s", self.path)
+        self._call_listener(self.listener.link_up)
+        return self.reactor.NEVER
+
+    def note_healthy(self):
+        """The session on this link works: next outage starts fast."""
+        self.backoff.reset()
+
+    def close(self, reason):
+        """Drops the connection (from a timer or callback context only);
+        the link dials again after the backoff delay."""
+        self._close(reason, notify=True)
+
+    def _close(self, reason, notify):
+        if self.sock is None:
+            return
+        # Unregister before close: a closed fd left in poll spins at 100 %
+        # CPU and a reused fd number would be delivered to the old callback.
+        self.reactor.unregister_fd(self.fd_handle)
+        self.fd_handle = None
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+        self.sock = None
+        self.connected = False
+        self._closing = False
+        self._write_wake = False
+        self.generation += 1
+        del self._send_buf[:]
+        self._decoder.reset()
+        self._inbox.clear()
+        self.last_error = reason
+        logging.info("router: link %s closed: %s", self.path, reason)
+        failed = self._requests.fail_all()
+        for callback in failed:
+            self._call_listener(callback, None, "connection lost (%s)"
+                                % (reason,))
+        if notify:
+            self._call_listener(self.listener.link_down, reason)
+        if not self.stopped and self._connect_timer is not None:
+            self.reactor.update_timer(
+                self._connect_timer,
+                self.reactor.monotonic() + self.backoff.next_delay())
+
+    def _defer_close(self, reason):
+        if self._closing or self.sock is None:
+            return
+        self._closing = True
+        try:
+            self.reactor.set_fd_wake(self.fd_handle, False, False)
+        except Exception:
+            pass
+        gen = self.generation
+        def do_close(eventtime):
+            if gen == self.generation:
+                self.close(reason)
+        self.reactor.register_callback(do_close)
+
+    # fd callbacks: bytes only
+    def _read_event(self, eventtime):
+        if self._closing or self.sock is None:
+            return
+        try:
+            for i in range(MAX_READS_PER_WAKE):
+                try:
+                    data = self.sock.recv(READ_CHUNK)
+                except OSError as e:
+                    if e.errno in (errno.EAGAIN, errno.EWOULDBLOCK,
+                                   errno.EINTR):
+                        break
+                    self._defer_close("read error: %s" % (e,))
+                    return
+                if not data:
+                    self._defer_close("connection closed by peer")
+                    return
+                self._inbox.extend(self._decoder.feed(data))
+                if len(data) < READ_CHUNK:
+                    break
+        except framing.ProtocolError as e:
+            logging.warning("router: %s sent bad data: %s", self.path, e)
+            self._defer_close("protocol error: %s" % (e,))
+            return
+        except Exception:
+            logging.exception("router: read error on %s", self.path)
+            self._defer_close("internal read error")
+            return
+        if self._inbox and not self._inbox_scheduled:
+            self._inbox_scheduled = True
+            self.reactor.register_callback(self._process_inbox)
+
+    def _write_event(self, eventtime):
+        if self._closing or self.sock is None:
+            return
+        try:
+            self._flush()
+        except Exception:
+            logging.exception("router: write error on %s", self.path)
+            self._defer_close("internal write error")
+
+    def _flush(self):
+        try:
+            sent = self.sock.send(self._send_buf)
+        except OSError as e:
+            if e.errno not in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR):
+                self._defer_close("write error: %s" % (e,))
+                return
+            sent = 0
+        if sent:
+            del self._send_buf[:sent]
+        want_write = bool(self._send_buf)
+        if want_write != self._write_wake:
+            self._write_wake = want_write
+            self.reactor.set_fd_wake(self.fd_handle, True, want_write)
+
+    # Message dispatch, from a reactor callback
+    def _process_inbox(self, eventtime):
+        self._inbox_scheduled = False
+        gen = self.generation
+        inbox = self._inbox
+        while inbox and gen == self.generation:
+            msg = inbox.popleft()
+            if 'id' in msg:
+                resolved = self._requests.resolve(msg)
+                if resolved is not None:
+                    callback, result, error = resolved
+                    self._call_listener(callback, result, error)
+                    continue
+                if 'method' not in msg:
+                    # A reply to a request that already timed out
+                    logging.debug("router: %s: stray reply %.200r",
+                                  self.path, msg)
+                    continue
+            self._call_listener(self.listener.link_push, msg)
+        self._arm_timeout()
+
+    def _call_listener(self, func, *args):
+        try:
+            func(*args)
+        except framing.ProtocolError as e:
+            logging.warning("router: %s: %s", self.path, e)
+            if self.sock is not None:
+                self._defer_close("protocol error: %s" % (e,))
+        except Exception:
+            logging.exception("router: internal error handling %s",
+                              self.path)
+
+    # Sending
+    def send_message(self, msg):
+        """Queues one message; raises LinkError when it cannot."""
+        if self.sock is None or self._closing:
+            raise LinkError("not connected")
+        try:
+            data = framing.encode(msg)
+        except (TypeError, ValueError) as e:
+            raise LinkError("cannot encode message: %s" % (e,))
+        if len(self._send_buf) + len(data) > MAX_SEND_BUFFER:
+            raise LinkError("send buffer full (%d bytes): the peer is not"
+                            " reading its socket" % (len(self._send_buf),))
+        self._send_buf += data
+        if not self._write_wake:
+            self._flush()
+
+    def request(self, method, params, callback, timeout):
+        """Sends a request; callback(result, error) is called exactly once,
+        from a reactor callback, unless this raises LinkError."""
+        deadline = self.reactor.monotonic() + timeout
+        req_id, msg = self._requests.add(method, params, callback, deadline)
+        try:
+            self.send_message(msg)
+        except LinkError:
+            self._requests.cancel(req_id)
+            raise
+        self._arm_timeout()
+        return req_id
+
+    def pending_count(self):
+        return len(self._requests)
+
+    def send_buffer_size(self):
+        return len(self._send_buf)
+
+    def _arm_timeout(self):
+        if self._timeout_timer is not None:
+            self.reactor.update_timer(
+                self._timeout_timer,
+                self._requests.next_deadline(self.reactor.NEVER))
+
+    def _timeout_event(self, eventtime):
+        for callback, deadline in self._requests.expire(eventtime):
+            self._call_listener(callback, None, "timed out")
+        return self._requests.next_deadline(self.reactor.NEVER)

@@ -1,0 +1,236 @@
+# A peer instance: its link, its Klipper state and its lifecycle hooks
+#
+# This file may be distributed under the terms of the GNU GPLv3 license.
+import logging
+from .framing import ProtocolError
+from .link import PeerLink, LinkError
+
+PING_INTERVAL = 2.       # seconds between keepalive requests
+PING_TIMEOUT = 5.        # unanswered this long: the peer is unresponsive
+HANDSHAKE_TIMEOUT = 10.
+KLIPPER_STATES = ('startup', 'ready', 'error', 'shutdown')
+STATUS_TEMPLATE = {'router': 'status'}
+CLIENT_VERSION = "0.1.0"
+
+
+class PeerError(Exception):
+    """A request could not be sent to the peer; the text says why."""
+
+
+class Peer:
+    def __init__(self, router, name, socket_path, request_timeout,
+                 first_delay, max_delay, on_connect, on_disconnect):
+        self.router = router
+        self.reactor = router.reactor
+        self.name = name
+        self.socket_path = socket_path
+        self.request_timeout = request_timeout
+        self.on_connect = on_connect
+        self.on_disconnect = on_disconnect
+        self.link = PeerLink(self.reactor, socket_path, self,
+                             first_delay, max_delay)
+        # Session state, reset on every connection
+        self.session_up = False
+        self.state = 'disconnected'
+        self.state_message = ''
+        self.responsive = True
+        self.ready = False
+        self.app = ''
+        self.rtt = None
+        self.changed_at = self.reactor.monotonic()
+        self._ping_sent = None
+        self._ping_timer = self.reactor.register_timer(self._ping_event)
+
+    # Lifecycle, called by the router
+    def start(self):
+        self.link.start()
+
+    def stop(self):
+        self.link.stop()
+        if self._ping_timer is not None:
+            timer, self._ping_timer = self._ping_timer, None
+            try:
+                self.reactor.unregister_timer(timer)
+            except Exception:
+                pass
+
+    # Link listener
+    def link_up(self):
+        self.session_up = False
+        self.responsive = True
+        self._ping_sent = None
+        client_info = {'program': 'klipper-router', 'version': CLIENT_VERSION,
+                       'name': self.router.name}
+        self._request('info', {'client_info': client_info}, self._on_info,
+                      HANDSHAKE_TIMEOUT)
+
+    def link_down(self, reason):
+        self.session_up = False
+        self._ping_sent = None
+        self.rtt = None
+        self._set_state('disconnected', reason)
+
+    def link_push(self, msg):
+        if msg.get('router') == 'status':
+            params = msg.get('params')
+            if not isinstance(params, dict):
+                raise ProtocolError("status update without params")
+            self._on_status(params.get('status'))
+        else:
+            logging.debug("router: %s: unexpected message %.200r",
+                          self.name, msg)
+
+    # Handshake: info, then one subscription that carries the Klipper state
+    def _on_info(self, result, error):
+        if error is not None:
+            self.link.close("handshake failed: %s" % (error,))
+            return
+        if not isinstance(result, dict):
+            raise ProtocolError("info reply is not an object")
+        app = result.get('app')
+        self.app = app if isinstance(app, str) else 'Klipper'
+        self._set_state(result.get('state'), result.get('state_message'))
+        self._request('objects/subscribe', {
+            'objects': {'webhooks': ['state', 'state_message']},
+            'response_template': STATUS_TEMPLATE}, self._on_subscribed,
+            HANDSHAKE_TIMEOUT)
+
+    def _on_subscribed(self, result, error):
+        if error is not None:
+            self.link.close("subscription failed: %s" % (error,))
+            return
+        if not isinstance(result, dict):
+            raise ProtocolError("subscribe reply is not an object")
+        self.session_up = True
+        self.link.note_healthy()
+        self._on_status(result.get('status'))
+        self._update_ready()
+        if self._ping_timer is not None:
+            self.reactor.update_timer(
+                self._ping_timer, self.reactor.monotonic() + PING_INTERVAL)
+
+    def _on_status(self, status):
+        if not isinstance(status, dict):
+            raise ProtocolError("status is not an object")
+        webhooks = status.get('webhooks')
+        if webhooks is None:
+            return
+        if not isinstance(webhooks, dict):
+            raise ProtocolError("webhooks status is not an object")
+        self._set_state(webhooks.get('state', self.state),
+                        webhooks.get('state_message', self.state_message))
+
+    def _set_state(self, state, message):
+        if state != 'disconnected' and state not in KLIPPER_STATES:
+            raise ProtocolError("unknown Klipper state %.40r" % (state,))
+        if not isinstance(message, str):
+            message = ''
+        changed = (state != self.state or message != self.state_message)
+        self.state = state
+        self.state_message = message.strip()
+        if changed:
+            self.changed_at = self.reactor.monotonic()
+            self.router.peer_changed(self)
+        self._update_ready()
+
+    def _update_ready(self):
+        ready = (self.session_up and self.responsive
+                 and self.state == 'ready')
+        if ready == self.ready:
+            return
+        self.ready = ready
+        self.changed_at = self.reactor.monotonic()
+        logging.info("router: peer %s is %s (%s)", self.name,
+                     "ready" if ready else "not ready", self.describe())
+        self.router.peer_changed(self)
+        self.router.peer_ready_changed(self, ready, self._reason())
+
+    def _reason(self):
+        if not self.link.connected:
+            return 'disconnected'
+        if not self.responsive:
+            return 'unresponsive'
+        return self.state
+
+    # Keepalive: round-trip time, and a hung peer is no longer "ready"
+    def _ping_event(self, eventtime):
+        if not self.session_up:
+            return self.reactor.NEVER
+        if self._ping_sent is None:
+            sent = eventtime
+            def on_reply(result, error):
+                if self._ping_sent != sent:
+                    return
+                self._ping_sent = None
+                if error is None:
+                    self.rtt = self.reactor.monotonic() - sent
+                    self._set_responsive(True)
+                elif error == "timed out":
+                    self._set_responsive(False)
+            try:
+                self._request('info', {}, on_reply, PING_TIMEOUT)
+                self._ping_sent = sent
+            except PeerError as e:
+                logging.info("router: %s: keepalive not sent: %s",
+                             self.name, e)
+        return eventtime + PING_INTERVAL
+
+    def _set_responsive(self, responsive):
+        if responsive != self.responsive:
+            self.responsive = responsive
+            logging.info("router: peer %s %s", self.name,
+                         "answers again" if responsive
+                         else "stopped answering")
+            self.router.peer_changed(self)
+            self._update_ready()
+
+    # Requests
+    def _request(self, method, params, callback, timeout):
+        try:
+            return self.link.request(method, params, callback, timeout)
+        except LinkError as e:
+            raise PeerError(str(e))
+
+    def check_ready(self):
+        """Raises PeerError saying why G-code cannot go to the peer now."""
+        if not self.link.connected:
+            raise PeerError("not connected (%s)"
+                            % (self.link.last_error or "connecting",))
+        if not self.session_up:
+            raise PeerError("connecting")
+        if not self.responsive:
+            raise PeerError("not responding (no answer for %.0f s)"
+                            % (PING_TIMEOUT,))
+        if self.state != 'ready':
+            msg = self.state_message.split('\n')[0]
+            raise PeerError("Klipper state is '%s'%s" % (
+                self.state, (": " + msg) if msg else ""))
+
+    def request(self, method, params, callback, timeout=None):
+        """callback(result, error) runs once, from a reactor callback."""
+        if timeout is None:
+            timeout = self.request_timeout
+        return self._request(method, params, callback, timeout)
+
+    def run_script(self, script, callback, timeout=None):
+        self.check_ready()
+        return self.request('gcode/script', {'script': script}, callback,
+                            timeout)
+
+    # Status
+    def describe(self):
+        if self.ready:
+            return "ready"
+        if not self.link.connected:
+            return "disconnected: %s" % (self.link.last_error or "connecting")
+        if not self.session_up:
+            return "connecting"
+        if not self.responsive:
+            return "not responding"
+        return "connected, Klipper %s" % (self.state,)
+
+    def get_status(self):
+        return {'connected': self.session_up, 'ready': self.ready,
+                'state': self.state, 'state_message': self.state_message,
+                'responsive': self.responsive,
+                'last_error': self.link.last_error}

@@ -1,0 +1,386 @@
+# Starts real klippy processes in file-output mode and talks to their API
+#
+# This file may be distributed under the terms of the GNU GPLv3 license.
+import json, os, shutil, signal, socket, subprocess, sys, tempfile
+import threading, time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+MCU_DICT = os.path.join(HERE, 'data', 'mcu.dict')
+
+
+class ApiError(Exception):
+    pass
+
+
+class Runtime:
+    """Which Klipper runs: the PyPI package in this venv, or a checkout
+    named by KLIPPER_PATH (run with KLIPPY_PYTHON)."""
+    def __init__(self):
+        path = os.environ.get('KLIPPER_PATH')
+        if path:
+            self.checkout = os.path.abspath(os.path.expanduser(path))
+            self.python = os.environ.get('KLIPPY_PYTHON') or sys.executable
+            self.command = [self.python,
+                            os.path.join(self.checkout, 'klippy', 'klippy.py')]
+            self.install_dir = self.checkout
+            self.flavor = ('kalico' if os.path.isdir(os.path.join(
+                self.checkout, 'klippy', 'plugins')) else 'mainline')
+        else:
+            import klippy
+            self.checkout = None
+            self.python = sys.executable
+            self.command = [self.python, '-m', 'klippy.klippy']
+            # A namespace package: no __file__
+            self.install_dir = os.path.abspath(list(klippy.__path__)[0])
+            self.flavor = 'pypi'
+
+    def install_module(self):
+        """Installs the module the way users do: install.sh."""
+        subprocess.run([os.path.join(ROOT, 'install.sh'), '-r', '-k',
+                        self.install_dir], check=True,
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+    def config_prelude(self):
+        if self.flavor == 'kalico':
+            return "[telemetry]\nenabled: False\n\n"
+        return ""
+
+
+BASE_CONFIG = """
+[mcu]
+serial: /dev/null
+
+[printer]
+kinematics: none
+max_velocity: 100
+max_accel: 100
+
+[virtual_sdcard]
+path: {gcodes}
+
+[print_stats]
+[pause_resume]
+[display_status]
+[respond]
+"""
+
+
+class Klippy:
+    """One klippy process with its own config, socket, pty and log."""
+    def __init__(self, runtime, workdir, name, config):
+        self.runtime = runtime
+        self.name = name
+        self.dir = os.path.join(workdir, name)
+        os.makedirs(os.path.join(self.dir, 'gcodes'), exist_ok=True)
+        self.sock = os.path.join(self.dir, 'api.sock')
+        self.pty = os.path.join(self.dir, 'pty')
+        self.log = os.path.join(self.dir, 'klippy.log')
+        self.cfg = os.path.join(self.dir, 'printer.cfg')
+        self.gcodes = os.path.join(self.dir, 'gcodes')
+        self.write_config(config)
+        self.proc = None
+        self._client = None
+
+    def write_config(self, config):
+        with open(self.cfg, 'w') as f:
+            f.write(self.runtime.config_prelude())
+            f.write(BASE_CONFIG.format(gcodes=self.gcodes))
+            f.write(config)
+
+    def start(self):
+        out = open(os.path.join(self.dir, 'stdout.log'), 'ab')
+        self.proc = subprocess.Popen(
+            self.runtime.command + [self.cfg, '-o', '/dev/null', '-d',
+                                    MCU_DICT, '-a', self.sock, '-I', self.pty,
+                                    '-l', self.log],
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            cwd=self.dir)
+        out.close()
+        self._client = None
+        return self
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def info(self, timeout=2.):
+        with ApiClient(self.sock, timeout=timeout) as c:
+            return c.request('info', {}, timeout=timeout)
+
+    def state(self):
+        try:
+            return self.info()['state']
+        except (OSError, ApiError, TimeoutError):
+            return None
+
+    def wait_state(self, want='ready', timeout=20.):
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            if not self.alive():
+                raise AssertionError("%s exited (rc %s); log tail:\n%s" % (
+                    self.name, self.proc.returncode, self.log_tail()))
+            last = self.state()
+            if last == want:
+                return time.monotonic()
+            time.sleep(.05)
+        raise AssertionError("%s not %s (state %s); log tail:\n%s"
+                             % (self.name, want, last, self.log_tail()))
+
+    def wait_ready(self, timeout=20.):
+        return self.wait_state('ready', timeout)
+
+    @property
+    def client(self):
+        """A long-lived API connection that also records G-code output."""
+        if self._client is None or self._client.closed:
+            self._client = ApiClient(self.sock)
+            self._client.subscribe_output()
+        return self._client
+
+    def gcode(self, script, timeout=15.):
+        return self.client.request('gcode/script', {'script': script},
+                                   timeout=timeout)
+
+    def query(self, objects, timeout=5.):
+        res = self.client.request('objects/query', {'objects': objects},
+                                  timeout=timeout)
+        return res['status']
+
+    def router_status(self):
+        return self.query({'router': None})['router']
+
+    def macro_vars(self, macro):
+        return self.query({'gcode_macro ' + macro: None})[
+            'gcode_macro ' + macro]
+
+    def restart(self, firmware=False, timeout=20.):
+        """RESTART (or FIRMWARE_RESTART) through the API; waits for ready."""
+        old = self._client
+        try:
+            self.client.request('gcode/firmware_restart' if firmware
+                                else 'gcode/restart', {}, timeout=5.)
+        except (ApiError, OSError, TimeoutError):
+            pass
+        if old is not None:
+            old.wait_closed(10.)
+        self._client = None
+        # The old socket is closed at once; wait for the new listener
+        return self.wait_ready(timeout)
+
+    def kill(self, sig=signal.SIGKILL):
+        self.proc.send_signal(sig)
+        if sig in (signal.SIGKILL, signal.SIGTERM):
+            self.proc.wait(10)
+            if self._client is not None:
+                self._client.close()
+            self._client = None
+
+    def stop(self):
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+        if self.alive():
+            self.proc.send_signal(signal.SIGCONT)
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+    def fd_count(self):
+        return len(os.listdir('/proc/%d/fd' % (self.pid,)))
+
+    def log_text(self):
+        try:
+            with open(self.log, errors='replace') as f:
+                return f.read()
+        except OSError:
+            return ''
+
+    def log_tail(self, n=40):
+        return '\n'.join(self.log_text().splitlines()[-n:])
+
+
+class ApiClient:
+    """Blocking client of klippy's API socket, for tests only."""
+    def __init__(self, path, timeout=5.):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        self.sock.connect(path)
+        self.sock.settimeout(None)
+        self.closed = False
+        self._lock = threading.Condition()
+        self._next_id = 1
+        self._replies = {}
+        self.output = []
+        self.pushes = []
+        self._reader = threading.Thread(target=self._read_loop, daemon=True)
+        self._reader.start()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        self.close()
+
+    def close(self):
+        if not self.closed:
+            self.closed = True
+            try:
+                self.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            self.sock.close()
+
+    def _read_loop(self):
+        buf = b''
+        try:
+            while True:
+                data = self.sock.recv(65536)
+                if not data:
+                    break
+                buf += data
+                parts = buf.split(b'\x03')
+                buf = parts.pop()
+                for part in parts:
+                    msg = json.loads(part)
+                    with self._lock:
+                        if 'id' in msg:
+                            self._replies[msg['id']] = msg
+                        elif msg.get('params', {}).get('response') is not None \
+                                and msg.get('method') == 'test/output':
+                            self.output.append(msg['params']['response'])
+                        else:
+                            self.pushes.append(msg)
+                        self._lock.notify_all()
+        except OSError:
+            pass
+        finally:
+            with self._lock:
+                self.closed = True
+                self._lock.notify_all()
+
+    def send_raw(self, data):
+        self.sock.sendall(data)
+
+    def request(self, method, params, timeout=10.):
+        with self._lock:
+            req_id = self._next_id
+            self._next_id += 1
+        msg = json.dumps({'id': req_id, 'method': method, 'params': params})
+        self.sock.sendall(msg.encode() + b'\x03')
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while req_id not in self._replies:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError("no reply to %s within %s s"
+                                       % (method, timeout))
+                if self.closed:
+                    raise ApiError("connection closed")
+                self._lock.wait(left)
+            reply = self._replies.pop(req_id)
+        if 'error' in reply:
+            raise ApiError(reply['error'].get('message', reply['error']))
+        return reply['result']
+
+    def subscribe_output(self):
+        self.request('gcode/subscribe_output',
+                     {'response_template': {'method': 'test/output'}})
+
+    def wait_output(self, predicate, timeout=5.):
+        """Waits for an output line matching predicate; returns it."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while True:
+                for line in self.output:
+                    if predicate(line):
+                        return line
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError("no such output; got:\n%s"
+                                         % ('\n'.join(self.output[-30:]),))
+                self._lock.wait(left)
+
+    def wait_closed(self, timeout):
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while not self.closed and time.monotonic() < deadline:
+                self._lock.wait(.1)
+        return self.closed
+
+
+def wait_until(predicate, timeout=10., interval=.02, what="condition"):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError("timed out waiting for %s (last: %r)" % (what, last))
+
+
+def peer_section(name, sock, extra=''):
+    return "\n[router %s]\nsocket: %s\n%s\n" % (name, sock, extra)
+
+
+class Mesh:
+    """A set of instances in one short temp dir (socket paths are limited
+    to 108 bytes, so no deep pytest tmp_path)."""
+    def __init__(self, runtime):
+        self.runtime = runtime
+        self.workdir = tempfile.mkdtemp(prefix='kr-', dir='/tmp')
+        self.nodes = {}
+
+    def sock(self, name):
+        return os.path.join(self.workdir, name, 'api.sock')
+
+    def add(self, name, config):
+        node = Klippy(self.runtime, self.workdir, name, config)
+        self.nodes[name] = node
+        return node
+
+    def add_router_node(self, name, peers, extra='', peer_extra=None):
+        """An instance with [router] and one [router P] per peer name."""
+        peer_extra = peer_extra or {}
+        text = "\n[router]\nname: %s\n" % (name,)
+        for p in peers:
+            text += peer_section(p, self.sock(p), peer_extra.get(p, ''))
+        return self.add(name, text + extra)
+
+    def __getitem__(self, name):
+        return self.nodes[name]
+
+    def start(self, *names):
+        for name in names or list(self.nodes):
+            self.nodes[name].start()
+        for name in names or list(self.nodes):
+            self.nodes[name].wait_ready()
+
+    def wait_links(self, timeout=10.):
+        """Every router instance sees every configured peer ready."""
+        def all_ready():
+            for node in self.nodes.values():
+                if not node.alive():
+                    continue
+                try:
+                    st = node.router_status()
+                except Exception:
+                    return False
+                if not st or not all(p['ready']
+                                     for p in st['peers'].values()):
+                    return False
+            return True
+        wait_until(all_ready, timeout, what="all links ready")
+
+    def close(self):
+        for node in self.nodes.values():
+            node.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
