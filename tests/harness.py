@@ -193,8 +193,17 @@ class Klippy:
                 self.proc.kill()
                 self.proc.wait(10)
 
-    def fd_count(self):
-        return len(os.listdir('/proc/%d/fd' % (self.pid,)))
+    def fd_count(self, kind=''):
+        """Open fds, or only those whose link starts with kind
+        ('socket:', 'pipe:')."""
+        n = 0
+        for fd in os.listdir('/proc/%d/fd' % (self.pid,)):
+            try:
+                target = os.readlink('/proc/%d/fd/%s' % (self.pid, fd))
+            except OSError:
+                continue
+            n += target.startswith(kind)
+        return n
 
     def log_text(self):
         try:
