@@ -394,8 +394,9 @@ def test_hook_errors_are_reported_not_fatal(mesh):
     mesh.add_router_node('main', ['led'], MACROS,
                          {'led': "on_connect: FAIL\non_disconnect: {1/0}\n"})
     mesh.add_router_node('led', [], MACROS)
-    mesh.start()
+    mesh.start('main')
     out = mesh['main'].client
+    mesh.start('led')
     mesh.wait_links()
     line = out.wait_output(lambda l: "on_connect of peer 'led'" in l, 5.)
     assert line.startswith('!! Router:') and 'deliberate failure' in line
