@@ -1,11 +1,13 @@
 # The ROUTER_* G-code commands
 #
 # This file may be distributed under the terms of the GNU GPLv3 license.
-import logging
-from . import gcode_text
+import json
+from . import gcode_text, subscriptions
 from .peer import PeerError
 
-_NO_REPLY = object()
+COMMANDS = ('ROUTER_PRINTERS_LIST', 'ROUTER_GCODE_SCRIPT',
+            'ROUTER_OBJECTS_LIST', 'ROUTER_OBJECTS_QUERY',
+            'ROUTER_OBJECTS_SUBSCRIBE', 'ROUTER_OBJECTS_UNSUBSCRIBE')
 
 
 class RouterCommands:
@@ -16,7 +18,7 @@ class RouterCommands:
         self.printer = router.printer
         self.reactor = router.reactor
         gcode = router.gcode
-        for cmd in ('ROUTER_PRINTERS_LIST', 'ROUTER_GCODE_SCRIPT'):
+        for cmd in COMMANDS:
             func = getattr(self, 'cmd_' + cmd)
             gcode.register_command(cmd, func, when_not_ready=True,
                                    desc=getattr(self, 'cmd_%s_help' % cmd))
@@ -83,19 +85,145 @@ class RouterCommands:
                         "script on '%s' failed: %s" % (peer.name, error))
             self._send_script(gcmd, peer, script, report, timeout)
             return
+        def send(callback):
+            self._send_script(gcmd, peer, script, callback, timeout)
+        self._wait(gcmd, peer, send, timeout, 'ROUTER_GCODE_SCRIPT',
+                   " (the script may still run there)")
+
+    def _wait(self, gcmd, peer, send, timeout, what, timeout_note=''):
+        """Sends with send(callback) and waits, yielding to the reactor,
+        for the reply; returns the result or raises a G-code error."""
         completion = self.reactor.completion()
-        self._send_script(gcmd, peer, script,
-                          lambda res, err: completion.complete((res, err)),
-                          timeout)
+        send(lambda res, err: completion.complete((res, err)))
         # The link times the request out; the margin only guards that.
         result, error = completion.wait(
             self.reactor.monotonic() + timeout + 1., (None, "timed out"))
         if error is not None:
             if error == "timed out":
-                error = ("no reply within %.3g s (the script may still run"
-                         " there)" % (timeout,))
-            raise gcmd.error("ROUTER_GCODE_SCRIPT on '%s' failed: %s"
-                             % (peer.name, error))
+                error = "no reply within %.3g s%s" % (timeout, timeout_note)
+            raise gcmd.error("%s on '%s' failed: %s" % (what, peer.name,
+                                                        error))
+        return result
+
+    def _query(self, gcmd, peer, method, params, what):
+        if not peer.session_up:
+            raise gcmd.error("%s: peer '%s' is %s" % (what, peer.name,
+                                                      peer.describe()))
+        timeout = self._timeout(gcmd, peer.request_timeout)
+        def send(callback):
+            try:
+                peer.request(method, params, callback, timeout)
+            except PeerError as e:
+                raise gcmd.error("%s: cannot send to '%s': %s"
+                                 % (what, peer.name, e))
+        result = self._wait(gcmd, peer, send, timeout, what)
+        if not isinstance(result, dict):
+            raise gcmd.error("%s: '%s' sent an invalid reply"
+                             % (what, peer.name))
+        return result
+
+    def _objects(self, gcmd):
+        text = gcmd.get('OBJECTS')
+        try:
+            return subscriptions.parse_objects(text)
+        except ValueError as e:
+            raise gcmd.error("OBJECTS: %s (expected e.g. OBJECTS=\"print_stats"
+                             ":state,heater_generic chamber:temperature|"
+                             "target\")" % (e,))
+
+    def _peer_target(self, gcmd):
+        if gcode_text.check_name(gcmd.get('TARGET')) == self.router.name:
+            raise gcmd.error("TARGET '%s' is this instance; read its objects"
+                             " with printer.<object>" % (self.router.name,))
+        return self._target(gcmd)
+
+    cmd_ROUTER_OBJECTS_LIST_help = "List another instance's printer objects"
+    def cmd_ROUTER_OBJECTS_LIST(self, gcmd):
+        peer = self._peer_target(gcmd)
+        result = self._query(gcmd, peer, 'objects/list', {},
+                             'ROUTER_OBJECTS_LIST')
+        names = result.get('objects')
+        if not isinstance(names, list):
+            raise gcmd.error("ROUTER_OBJECTS_LIST: '%s' sent an invalid"
+                             " reply" % (peer.name,))
+        names = sorted(str(n) for n in names)
+        gcmd.respond_info("Objects of '%s' (%d):\n%s" % (
+            peer.name, len(names), '\n'.join(names)), log=False)
+
+    cmd_ROUTER_OBJECTS_QUERY_help = (
+        "Print another instance's object values: TARGET=<peer>"
+        " OBJECTS=<object[:field|field],...>")
+    def cmd_ROUTER_OBJECTS_QUERY(self, gcmd):
+        peer = self._peer_target(gcmd)
+        objects = self._objects(gcmd)
+        result = self._query(gcmd, peer, 'objects/query',
+                             {'objects': objects}, 'ROUTER_OBJECTS_QUERY')
+        status = result.get('status')
+        if not isinstance(status, dict):
+            raise gcmd.error("ROUTER_OBJECTS_QUERY: '%s' sent an invalid"
+                             " reply" % (peer.name,))
+        lines = []
+        for name in sorted(objects):
+            values = status.get(name)
+            if not values:
+                lines.append("%s: (no such object or field)" % (name,))
+            else:
+                lines.append("%s: %s" % (name, json.dumps(
+                    values, sort_keys=True, default=str)))
+        gcmd.respond_info("\n".join(lines), log=False)
+
+    cmd_ROUTER_OBJECTS_SUBSCRIBE_help = (
+        "Follow another instance's objects: TARGET=<peer> OBJECTS=<list>"
+        " [CALLBACK=<macro>]")
+    def cmd_ROUTER_OBJECTS_SUBSCRIBE(self, gcmd):
+        peer = self._peer_target(gcmd)
+        objects = self._objects(gcmd)
+        callback = self._callback(gcmd, must_exist=True)
+        existing = peer.subs.subs.get(callback)
+        if existing is not None and existing.from_config:
+            raise gcmd.error("The subscription of %s to '%s' is set in the"
+                             " config (subscribe/on_update of [router %s])"
+                             % (callback or 'the mirror', peer.name,
+                                peer.name))
+        peer.subscribe(subscriptions.Subscription(callback, objects))
+        when = "" if peer.ready else " (from when '%s' is ready)" % (
+            peer.name,)
+        gcmd.respond_info("Following %s on '%s'%s%s" % (
+            subscriptions.format_objects(objects), peer.name,
+            " with %s" % (callback,) if callback else "", when), log=False)
+
+    cmd_ROUTER_OBJECTS_UNSUBSCRIBE_help = (
+        "Stop following another instance: TARGET=<peer> [CALLBACK=<macro>]")
+    def cmd_ROUTER_OBJECTS_UNSUBSCRIBE(self, gcmd):
+        peer = self._peer_target(gcmd)
+        if gcmd.get('CALLBACK', None) is None:
+            keys = [k for k, sub in peer.subs.subs.items()
+                    if not sub.from_config]
+        else:
+            key = self._callback(gcmd, must_exist=False)
+            sub = peer.subs.subs.get(key)
+            if sub is None:
+                raise gcmd.error("No subscription to '%s' with CALLBACK=%s"
+                                 % (peer.name, key))
+            if sub.from_config:
+                raise gcmd.error("The subscription of %s to '%s' is set in"
+                                 " the config" % (key, peer.name))
+            keys = [key]
+        for key in keys:
+            peer.unsubscribe(key)
+        gcmd.respond_info("Removed %d subscription(s) to '%s'"
+                          % (len(keys), peer.name), log=False)
+
+    def _callback(self, gcmd, must_exist):
+        callback = gcmd.get('CALLBACK', '').strip().upper()
+        if not callback:
+            return ''
+        if not gcode_text.MACRO_RE.match(callback):
+            raise gcmd.error("CALLBACK '%s' is not a macro name" % (callback,))
+        if must_exist and self.router.runner.find_macro(callback) is None:
+            raise gcmd.error("CALLBACK: no [gcode_macro %s] in this config"
+                             % (callback,))
+        return callback
 
     def _send_script(self, gcmd, peer, script, callback, timeout):
         try:

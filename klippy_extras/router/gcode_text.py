@@ -4,6 +4,7 @@
 import math, re
 
 NAME_RE = re.compile(r'^[a-z0-9][a-z0-9_-]*$')
+MACRO_RE = re.compile(r'^[A-Z_][A-Z0-9_]{0,99}$')
 
 
 def check_name(name):

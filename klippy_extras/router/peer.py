@@ -4,6 +4,7 @@
 import logging
 from .framing import ProtocolError
 from .link import PeerLink, LinkError
+from .subscriptions import SubscriptionSet, callback_params
 
 PING_INTERVAL = 2.       # seconds between keepalive requests
 PING_TIMEOUT = 5.        # unanswered this long: the peer is unresponsive
@@ -40,6 +41,8 @@ class Peer:
         self.changed_at = self.reactor.monotonic()
         self._ping_sent = None
         self._ping_timer = self.reactor.register_timer(self._ping_event)
+        self.subs = SubscriptionSet()
+        self._sub_seq = 0
 
     # Lifecycle, called by the router
     def start(self):
@@ -75,7 +78,9 @@ class Peer:
             params = msg.get('params')
             if not isinstance(params, dict):
                 raise ProtocolError("status update without params")
-            self._on_status(params.get('status'))
+            status = params.get('status')
+            self._on_status(status)
+            self._deliver(self.subs.apply_delta(status))
         else:
             logging.debug("router: %s: unexpected message %.200r",
                           self.name, msg)
@@ -90,24 +95,11 @@ class Peer:
         app = result.get('app')
         self.app = app if isinstance(app, str) else 'Klipper'
         self._set_state(result.get('state'), result.get('state_message'))
-        self._request('objects/subscribe', {
-            'objects': {'webhooks': ['state', 'state_message']},
-            'response_template': STATUS_TEMPLATE}, self._on_subscribed,
-            HANDSHAKE_TIMEOUT)
-
-    def _on_subscribed(self, result, error):
-        if error is not None:
-            self.link.close("subscription failed: %s" % (error,))
-            return
-        if not isinstance(result, dict):
-            raise ProtocolError("subscribe reply is not an object")
-        self.session_up = True
-        self.link.note_healthy()
-        self._on_status(result.get('status'))
-        self._update_ready()
-        if self._ping_timer is not None:
-            self.reactor.update_timer(
-                self._ping_timer, self.reactor.monotonic() + PING_INTERVAL)
+        # One subscription per connection carries the peer's state and
+        # every local subscription: ready, the mirror and the first (full)
+        # callbacks all come from its reply.
+        self.subs.mark_all_fresh()
+        self._send_subscription()
 
     def _on_status(self, status):
         if not isinstance(status, dict):
@@ -140,8 +132,7 @@ class Peer:
             return
         self.ready = ready
         self.changed_at = self.reactor.monotonic()
-        logging.info("router: peer %s is %s (%s)", self.name,
-                     "ready" if ready else "not ready", self.describe())
+        logging.info("router: peer %s: %s", self.name, self.describe())
         self.router.peer_changed(self)
         self.router.peer_ready_changed(self, ready, self._reason())
 
@@ -151,6 +142,67 @@ class Peer:
         if not self.responsive:
             return 'unresponsive'
         return self.state
+
+    # Subscriptions to the peer's objects, merged into one per connection
+    def subscribe(self, sub):
+        self.subs.add(sub)
+        self.router.peer_changed(self)
+        if self.session_up:
+            self._send_subscription()
+
+    def unsubscribe(self, key):
+        if self.subs.remove(key) and self.session_up:
+            self._send_subscription()
+        self.router.peer_changed(self)
+
+    def _send_subscription(self):
+        objects = self.subs.merged()
+        hooks = objects.get('webhooks', [])
+        if hooks is not None:
+            objects['webhooks'] = sorted(set(hooks) | {'state',
+                                                       'state_message'})
+        self._sub_seq += 1
+        seq = self._sub_seq
+        def on_reply(result, error):
+            if seq != self._sub_seq:
+                return   # a newer request carries the current set
+            if error is not None:
+                if not error.startswith("connection lost"):
+                    self.link.close("subscription failed: %s" % (error,))
+                return
+            if not isinstance(result, dict) or not isinstance(
+                    result.get('status'), dict):
+                raise ProtocolError("subscribe reply without status")
+            status = result['status']
+            changes = self.subs.apply_snapshot(status)
+            if not self.session_up:
+                self.session_up = True
+                self.link.note_healthy()
+                if self._ping_timer is not None:
+                    self.reactor.update_timer(
+                        self._ping_timer,
+                        self.reactor.monotonic() + PING_INTERVAL)
+            self._on_status(status)
+            self._update_ready()
+            self._deliver(changes)
+        try:
+            self._request('objects/subscribe', {
+                'objects': objects, 'response_template': STATUS_TEMPLATE},
+                on_reply, HANDSHAKE_TIMEOUT)
+        except PeerError as e:
+            logging.info("router: %s: subscription not sent: %s",
+                         self.name, e)
+
+    def _deliver(self, changes):
+        if not changes:
+            return
+        self.router.peer_changed(self)
+        for sub, values in changes:
+            if sub.callback:
+                self.router.runner.call_macro(
+                    sub.callback, callback_params(self.name, values),
+                    "callback %s of the subscription to '%s'"
+                    % (sub.callback, self.name))
 
     # Keepalive: round-trip time, and a hung peer is no longer "ready"
     def _ping_event(self, eventtime):
@@ -233,4 +285,5 @@ class Peer:
         return {'connected': self.session_up, 'ready': self.ready,
                 'state': self.state, 'state_message': self.state_message,
                 'responsive': self.responsive,
-                'last_error': self.link.last_error}
+                'last_error': self.link.last_error,
+                'objects': self.subs.mirror_copy()}

@@ -2,7 +2,7 @@
 #
 # This file may be distributed under the terms of the GNU GPLv3 license.
 import logging, os
-from . import commands, gcode_text
+from . import commands, gcode_text, subscriptions
 from .peer import Peer
 from .runner import LocalRunner
 
@@ -84,12 +84,38 @@ class Router:
         on_connect = self.gcode_macro.load_template(config, 'on_connect', '')
         on_disconnect = self.gcode_macro.load_template(
             config, 'on_disconnect', '')
+        standing = self._standing_subscription(config)
         peer = Peer(self, name, os.path.expanduser(socket_path),
                     request_timeout, first, maximum, on_connect,
                     on_disconnect)
+        if standing is not None:
+            peer.subs.add(standing)
         self.peers[name] = peer
         self._status = None
         return PeerSection(peer)
+
+    def _standing_subscription(self, config):
+        text = config.get('subscribe', None)
+        callback = config.get('on_update', '').strip().upper()
+        if text is None:
+            if callback:
+                raise config.error("Section '%s': on_update needs a"
+                                   " 'subscribe' option" % (
+                                       config.get_name(),))
+            return None
+        try:
+            objects = subscriptions.parse_objects(text)
+        except ValueError as e:
+            raise config.error(
+                "Option 'subscribe' in section '%s': %s (expected e.g."
+                " print_stats:state, heater_generic chamber:temperature)"
+                % (config.get_name(), e))
+        if callback and not gcode_text.MACRO_RE.match(callback):
+            raise config.error("Option 'on_update' in section '%s': '%s' is"
+                               " not a macro name" % (config.get_name(),
+                                                      callback))
+        return subscriptions.Subscription(callback, objects,
+                                          from_config=True)
 
     def lookup_peer(self, name):
         """The Peer for a TARGET value, or None (names are case-free)."""
