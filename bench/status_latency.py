@@ -1,0 +1,111 @@
+# Status propagation: a change on the target to the callback run on the
+# subscriber, through the router; beside it the floor, a raw API client
+# subscribed straight to the target. Klipper samples subscribed objects
+# every 0.25 s, so both are spread over 0..0.25 s; the router's own cost is
+# the difference.
+#
+#   .venv/bin/python bench/status_latency.py [--samples N]
+#
+# This file may be distributed under the terms of the GNU GPLv3 license.
+import argparse, os, random, sys, threading, time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))), 'tests'))
+from harness import ApiClient, Mesh, Runtime, wait_until  # noqa: E402
+
+TARGET = """
+[gcode_macro MARK]
+variable_value: 0
+gcode:
+  SET_GCODE_VARIABLE MACRO=MARK VARIABLE=value VALUE={params.VALUE}
+"""
+SUBSCRIBER = """
+[gcode_macro ON_MARK]
+gcode:
+  {action_respond_info("MARK %s" % params.GCODE_MACRO_MARK_VALUE)}
+"""
+
+
+def percentile(values, p):
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(p / 100. * (len(values)
+                                                              - 1))))]
+
+
+def run(samples):
+    runtime = Runtime()
+    runtime.install_module()
+    mesh = Mesh(runtime)
+    mesh.add_router_node('main', [], TARGET)
+    mesh.add_router_node('led', ['main'], SUBSCRIBER, {'main': (
+        "subscribe: gcode_macro MARK:value\non_update: ON_MARK\n")})
+    try:
+        mesh.start()
+        mesh.wait_links()
+        main, led = mesh['main'], mesh['led']
+        out = led.client
+        wait_until(lambda: any(l == '// MARK 0' for l in out.output), 5.)
+        # The floor: a raw client subscribed to the same field
+        floor = ApiClient(main.sock)
+        floor.request('objects/subscribe', {
+            'objects': {'gcode_macro MARK': ['value']},
+            'response_template': {'method': 'floor'}})
+        seen_floor = {}
+        seen_router = {}
+        lock = threading.Condition()
+        def watch():
+            fi = oi = 0
+            while not stop:
+                with floor._lock:
+                    pushes = floor.pushes[fi:]
+                    fi = len(floor.pushes)
+                now = time.monotonic()
+                for msg in pushes:
+                    v = msg['params']['status'].get('gcode_macro MARK', {})
+                    if 'value' in v:
+                        seen_floor.setdefault(v['value'], now)
+                lines = out.output[oi:]
+                oi += len(lines)
+                for line in lines:
+                    if line.startswith('// MARK '):
+                        seen_router.setdefault(int(line[8:]), now)
+                time.sleep(.0005)
+        stop = False
+        t = threading.Thread(target=watch, daemon=True)
+        t.start()
+        router_lat, floor_lat = [], []
+        for i in range(1, samples + 1):
+            time.sleep(random.uniform(.3, .4))   # a random refresh phase
+            main.gcode("MARK VALUE=%d" % (i,))
+            t0 = time.monotonic()
+            wait_until(lambda: i in seen_router and i in seen_floor, 5.)
+            router_lat.append(seen_router[i] - t0)
+            floor_lat.append(seen_floor[i] - t0)
+        stop = True
+        floor.close()
+        return router_lat, floor_lat
+    finally:
+        mesh.close()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument('--samples', type=int, default=200)
+    args = ap.parse_args()
+    router_lat, floor_lat = run(args.samples)
+    diff = [r - f for r, f in zip(router_lat, floor_lat)]
+    print("Status propagation, %d changes (ms)" % (args.samples,))
+    print("%-34s %8s %8s %8s" % ('', 'p50', 'p99', 'max'))
+    for name, vals in (("raw API subscriber on target", floor_lat),
+                       ("router callback on subscriber", router_lat),
+                       ("router minus raw (same change)", diff)):
+        print("%-34s %8.1f %8.1f %8.1f" % (
+            name, percentile(vals, 50) * 1000, percentile(vals, 99) * 1000,
+            max(vals) * 1000))
+    p99 = percentile(router_lat, 99)
+    print("target p99 <= 260 ms: %s (%.1f ms)" % (
+        "met" if p99 <= .26 else "MISSED", p99 * 1000))
+
+
+if __name__ == '__main__':
+    main()
