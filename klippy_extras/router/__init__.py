@@ -1,6 +1,7 @@
 # Klipper Router: a peer-to-peer mesh of Klipper instances on one host
 #
-# [router] describes this instance; each [router NAME] a peer it dials.
+# [router] describes this instance; each [router NAME] a peer it dials;
+# each [router event NAME] handlers of a mesh event.
 #
 # This file may be distributed under the terms of the GNU GPLv3 license.
 from .router import Router
@@ -13,4 +14,4 @@ def load_config(config):
 def load_config_prefix(config):
     # [router NAME] may come before [router] in the file
     router = config.get_printer().load_object(config, 'router')
-    return router.add_peer(config)
+    return router.add_section(config)

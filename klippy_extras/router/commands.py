@@ -2,12 +2,14 @@
 #
 # This file may be distributed under the terms of the GNU GPLv3 license.
 import json
-from . import gcode_text, subscriptions
+from . import events, gcode_text, subscriptions
 from .peer import PeerError
 
 COMMANDS = ('ROUTER_PRINTERS_LIST', 'ROUTER_GCODE_SCRIPT',
             'ROUTER_OBJECTS_LIST', 'ROUTER_OBJECTS_QUERY',
-            'ROUTER_OBJECTS_SUBSCRIBE', 'ROUTER_OBJECTS_UNSUBSCRIBE')
+            'ROUTER_OBJECTS_SUBSCRIBE', 'ROUTER_OBJECTS_UNSUBSCRIBE',
+            'ROUTER_EVENT_SUBSCRIBE', 'ROUTER_EVENT_UNSUBSCRIBE',
+            'ROUTER_EVENT_TRIGGER')
 
 
 class RouterCommands:
@@ -179,7 +181,7 @@ class RouterCommands:
         peer = self._peer_target(gcmd)
         objects = self._objects(gcmd)
         callback = self._callback(gcmd, must_exist=True)
-        existing = peer.subs.subs.get(callback)
+        existing = peer.subs.subs.get(('', callback))
         if existing is not None and existing.from_config:
             raise gcmd.error("The subscription of %s to '%s' is set in the"
                              " config (subscribe/on_update of [router %s])"
@@ -198,21 +200,80 @@ class RouterCommands:
         peer = self._peer_target(gcmd)
         if gcmd.get('CALLBACK', None) is None:
             keys = [k for k, sub in peer.subs.subs.items()
-                    if not sub.from_config]
+                    if not sub.from_config and not sub.runs_on]
         else:
-            key = self._callback(gcmd, must_exist=False)
+            callback = self._callback(gcmd, must_exist=False)
+            key = ('', callback)
             sub = peer.subs.subs.get(key)
             if sub is None:
                 raise gcmd.error("No subscription to '%s' with CALLBACK=%s"
-                                 % (peer.name, key))
+                                 % (peer.name, callback))
             if sub.from_config:
                 raise gcmd.error("The subscription of %s to '%s' is set in"
-                                 " the config" % (key, peer.name))
+                                 " the config" % (callback, peer.name))
             keys = [key]
         for key in keys:
             peer.unsubscribe(key)
         gcmd.respond_info("Removed %d subscription(s) to '%s'"
                           % (len(keys), peer.name), log=False)
+
+    def _event(self, gcmd):
+        text = gcmd.get('EVENT')
+        event = events.check_event(text)
+        if event is None:
+            raise gcmd.error("EVENT '%s' is not a valid event name (letters,"
+                             " digits and '_.:/-', at most 64)" % (text,))
+        return event
+
+    cmd_ROUTER_EVENT_SUBSCRIBE_help = (
+        "Run G-code here whenever an event fires in the mesh: EVENT=<name>"
+        " GCODE=<command>")
+    def cmd_ROUTER_EVENT_SUBSCRIBE(self, gcmd):
+        event = self._event(gcmd)
+        gcode = gcmd.get('GCODE')
+        try:
+            added = self.router.eventbus.subscribe(event, gcode)
+        except ValueError as e:
+            raise gcmd.error("ROUTER_EVENT_SUBSCRIBE: %s" % (e,))
+        gcmd.respond_info("Event '%s' runs %s%s" % (
+            event, ' '.join(gcode.split()), "" if added else
+            " (already subscribed)"), log=False)
+
+    cmd_ROUTER_EVENT_UNSUBSCRIBE_help = (
+        "Remove event handlers: EVENT=<name> [GCODE=<command>]")
+    def cmd_ROUTER_EVENT_UNSUBSCRIBE(self, gcmd):
+        event = self._event(gcmd)
+        count = self.router.eventbus.unsubscribe(event,
+                                                 gcmd.get('GCODE', None))
+        gcmd.respond_info("Removed %d handler(s) of event '%s'"
+                          % (count, event), log=False)
+
+    cmd_ROUTER_EVENT_TRIGGER_help = (
+        "Fire an event on every instance of the mesh: EVENT=<name>"
+        " [KEY=VALUE ...] [CONTEXT=\"k=v,k=v\"]")
+    def cmd_ROUTER_EVENT_TRIGGER(self, gcmd):
+        event = self._event(gcmd)
+        context = {}
+        text = gcmd.get('CONTEXT', None)
+        if text is not None:
+            try:
+                context.update(events.parse_context(text))
+            except ValueError as e:
+                raise gcmd.error("CONTEXT: %s" % (e,))
+        for key, value in gcmd.get_command_parameters().items():
+            if key in ('EVENT', 'CONTEXT'):
+                continue
+            if key in events.RESERVED or not events.KEY_RE.match(key):
+                raise gcmd.error("ROUTER_EVENT_TRIGGER: '%s' cannot be a"
+                                 " context key" % (key,))
+            context[key] = value
+        missed = self.router.eventbus.trigger(event, context,
+                                              self.router.name)
+        if missed:
+            gcmd.respond_info("Event '%s' did not reach: %s" % (
+                event, ', '.join('%s (%s)' % item
+                                 for item in sorted(missed.items()))),
+                log=False)
 
     def _callback(self, gcmd, must_exist):
         callback = gcmd.get('CALLBACK', '').strip().upper()

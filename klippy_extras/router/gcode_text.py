@@ -44,3 +44,23 @@ def parse_seconds(text, minimum=0.001, maximum=86400.):
     if not math.isfinite(value) or value < minimum or value > maximum:
         return None
     return value
+
+
+_CONTROL_RE = re.compile(r'[\x00-\x1f\x7f]')
+
+
+def quote_value(value):
+    """A parameter value for a G-code line that cannot add a command or a
+    parameter: control characters (newlines) become spaces, and the value
+    is double-quoted with '\\' and '"' escaped, as Klipper's shlex reads it.
+    Only for lines that must be text (native commands, peers without the
+    module); macros here get their parameters without any line."""
+    text = _CONTROL_RE.sub(' ', str(value))
+    if text and re.match(r'^[A-Za-z0-9_.:+/-]+$', text):
+        return text
+    return '"%s"' % (text.replace('\\', '\\\\').replace('"', '\\"'),)
+
+
+def command_line(command, params):
+    return ' '.join([command] + ['%s=%s' % (k, quote_value(v))
+                                 for k, v in params.items()])

@@ -5,6 +5,7 @@ import logging
 from .framing import ProtocolError
 from .link import PeerLink, LinkError
 from .subscriptions import SubscriptionSet, callback_params
+from .gcode_text import command_line
 
 PING_INTERVAL = 2.       # seconds between keepalive requests
 PING_TIMEOUT = 5.        # unanswered this long: the peer is unresponsive
@@ -20,8 +21,15 @@ class PeerError(Exception):
 
 class Peer:
     def __init__(self, router, name, socket_path, request_timeout,
-                 first_delay, max_delay, on_connect, on_disconnect):
+                 first_delay, max_delay, on_connect, on_disconnect,
+                 is_self=False, serve_remote_methods=True):
         self.router = router
+        # The link to this instance's own socket carries its macros'
+        # action_call_remote_method("router/...") calls.
+        self.is_self = is_self
+        self.serve_remote_methods = serve_remote_methods
+        self.has_module = False
+        self.remote_macros = frozenset()
         self.reactor = router.reactor
         self.name = name
         self.socket_path = socket_path
@@ -74,7 +82,9 @@ class Peer:
         self._set_state('disconnected', reason)
 
     def link_push(self, msg):
-        if msg.get('router') == 'status':
+        if msg.get('router') == 'call':
+            self.router.bridge.handle_push(self, msg)
+        elif msg.get('router') == 'status':
             params = msg.get('params')
             if not isinstance(params, dict):
                 raise ProtocolError("status update without params")
@@ -95,6 +105,39 @@ class Peer:
         app = result.get('app')
         self.app = app if isinstance(app, str) else 'Klipper'
         self._set_state(result.get('state'), result.get('state_message'))
+        self._request('router/info', {}, self._on_router_info,
+                      HANDSHAKE_TIMEOUT)
+
+    def _on_router_info(self, result, error):
+        # A peer without the module answers "No registered callback"
+        self.has_module = error is None and isinstance(result, dict)
+        if self.has_module and not self.is_self:
+            name = result.get('name')
+            if name != self.name:
+                logging.warning("router: the peer at %s calls itself %.40r,"
+                                " not '%s'", self.socket_path, name,
+                                self.name)
+        if self.is_self or (not self.has_module
+                            and self.serve_remote_methods):
+            self.router.bridge.register_remote_methods(self)
+        if self.has_module or self.is_self:
+            self._subscribe_all()
+            return
+        # Lifecycle macros run on a peer without the module only if it
+        # defines them (an unknown command would print on its console).
+        self._request('objects/list', {}, self._on_objects_list,
+                      HANDSHAKE_TIMEOUT)
+
+    def _on_objects_list(self, result, error):
+        names = result.get('objects') if isinstance(result, dict) else None
+        if isinstance(names, list):
+            self.remote_macros = frozenset(
+                n.split(None, 1)[1].upper() for n in names
+                if isinstance(n, str) and n.startswith('gcode_macro ')
+                and len(n.split(None, 1)) == 2)
+        self._subscribe_all()
+
+    def _subscribe_all(self):
         # One subscription per connection carries the peer's state and
         # every local subscription: ready, the mirror and the first (full)
         # callbacks all come from its reply.
@@ -198,11 +241,18 @@ class Peer:
             return
         self.router.peer_changed(self)
         for sub, values in changes:
-            if sub.callback:
-                self.router.runner.call_macro(
-                    sub.callback, callback_params(self.name, values),
-                    "callback %s of the subscription to '%s'"
+            if not sub.callback:
+                continue
+            what = ("callback %s of the subscription to '%s'"
                     % (sub.callback, self.name))
+            params = callback_params(self.name, values)
+            if sub.runs_on is None:
+                self.router.runner.call_macro(sub.callback, params, what)
+            else:
+                # For a peer without the module: a G-code line it parses
+                self.router.run_line_on(sub.runs_on,
+                                        command_line(sub.callback, params),
+                                        what)
 
     # Keepalive: round-trip time, and a hung peer is no longer "ready"
     def _ping_event(self, eventtime):
@@ -269,6 +319,18 @@ class Peer:
         return self.request('gcode/script', {'script': script}, callback,
                             timeout)
 
+    def run_line(self, line, what):
+        """Fire and forget, errors reported here."""
+        def on_reply(result, error):
+            if error is not None:
+                self.router.runner.report("%s on '%s' failed: %s"
+                                          % (what, self.name, error))
+        try:
+            self.run_script(line, on_reply)
+        except PeerError as e:
+            logging.info("router: %s not run on '%s': %s", what, self.name,
+                         e)
+
     # Status
     def describe(self):
         if self.ready:
@@ -286,4 +348,5 @@ class Peer:
                 'state': self.state, 'state_message': self.state_message,
                 'responsive': self.responsive,
                 'last_error': self.link.last_error,
+                'module': self.has_module,
                 'objects': self.subs.mirror_copy()}

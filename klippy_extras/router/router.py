@@ -2,9 +2,13 @@
 #
 # This file may be distributed under the terms of the GNU GPLv3 license.
 import logging, os
-from . import commands, gcode_text, subscriptions
-from .peer import Peer
+from . import commands, events, gcode_text, subscriptions
+from .bridge import Bridge
+from .eventbus import EventBus
+from .peer import Peer, CLIENT_VERSION
 from .runner import LocalRunner
+
+READY_HOOK_FALLBACK = 2.   # s: ROUTER_ON_READY even without the self link
 
 
 def _real_path(path):
@@ -34,6 +38,18 @@ class Router:
         self.runner = LocalRunner(self.printer)
         self.gcode = self.printer.lookup_object('gcode')
         self.gcode_macro = self.printer.load_object(config, 'gcode_macro')
+        self.bridge = Bridge(self)
+        self.eventbus = EventBus(self)
+        self.self_peer = None
+        if self._own_socket is not None:
+            self.self_peer = Peer(self, self.name, self._own_socket,
+                                  self.request_timeout, self.reconnect_delay,
+                                  self.reconnect_max_delay, None, None,
+                                  is_self=True)
+        self._ready_hook_done = False
+        self._ready_hook_timer = None
+        webhooks = self.printer.lookup_object('webhooks')
+        webhooks.register_endpoint('router/info', self._handle_info)
         self.printer.register_event_handler("klippy:ready", self._on_ready)
         self.printer.register_event_handler("klippy:disconnect",
                                             self._on_disconnect)
@@ -44,7 +60,28 @@ class Router:
         path = args.get('apiserver') or args.get('apiserver_file')
         return _real_path(path) if path else None
 
-    # [router NAME] sections
+    def _handle_info(self, web_request):
+        web_request.send({'name': self.name, 'version': CLIENT_VERSION,
+                          'peers': sorted(self.peers)})
+
+    # [router NAME] and [router event NAME] sections
+    def add_section(self, config):
+        parts = config.get_name().split()
+        if len(parts) >= 2 and parts[1] == 'event':
+            return self.add_event_section(config)
+        return self.add_peer(config)
+
+    def add_event_section(self, config):
+        parts = config.get_name().split()
+        event = events.check_event(parts[2]) if len(parts) == 3 else None
+        if event is None:
+            raise config.error(
+                "Section '%s': give one event name of letters, digits and"
+                " '_.:/-', e.g. [router event filament_loaded]"
+                % (config.get_name(),))
+        self.eventbus.add_config_handlers(config, event)
+        return EventSection(event)
+
     def add_peer(self, config):
         parts = config.get_name().split()
         name = gcode_text.check_name(parts[1]) if len(parts) == 2 else None
@@ -85,9 +122,10 @@ class Router:
         on_disconnect = self.gcode_macro.load_template(
             config, 'on_disconnect', '')
         standing = self._standing_subscription(config)
+        serve = config.getboolean('serve_remote_methods', True)
         peer = Peer(self, name, os.path.expanduser(socket_path),
                     request_timeout, first, maximum, on_connect,
-                    on_disconnect)
+                    on_disconnect, serve_remote_methods=serve)
         if standing is not None:
             peer.subs.add(standing)
         self.peers[name] = peer
@@ -125,16 +163,38 @@ class Router:
     def _on_ready(self):
         # No pausing in a ready handler (mainline shuts down): only arm.
         self._started = True
-        for peer in self.peers.values():
+        for peer in self.all_links():
             peer.start()
-        self.runner.call_macro('ROUTER_ON_READY', {},
-                               "hook ROUTER_ON_READY", missing_ok=True)
+        # ROUTER_ON_READY once this instance's own router/* remote methods
+        # are registered, so its macros can call them at once.
+        self._ready_hook_timer = self.reactor.register_timer(
+            lambda e: self.run_ready_hook(),
+            self.reactor.monotonic() + READY_HOOK_FALLBACK)
+
+    def run_ready_hook(self):
+        if not self._ready_hook_done and self._started:
+            self._ready_hook_done = True
+            self.runner.call_macro('ROUTER_ON_READY', {},
+                                   "hook ROUTER_ON_READY", missing_ok=True)
+        return self.reactor.NEVER
+
+    def all_links(self):
+        links = list(self.peers.values())
+        if self.self_peer is not None:
+            links.append(self.self_peer)
+        return links
 
     def _on_disconnect(self):
         # Must never raise: one raise skips every later disconnect handler.
         self._started = False
         self.runner.stop()
-        for peer in self.peers.values():
+        if self._ready_hook_timer is not None:
+            try:
+                self.reactor.unregister_timer(self._ready_hook_timer)
+            except Exception:
+                pass
+            self._ready_hook_timer = None
+        for peer in self.all_links():
             try:
                 peer.stop()
             except Exception:
@@ -146,8 +206,9 @@ class Router:
         self._status = None
 
     def peer_ready_changed(self, peer, ready, reason):
-        if not self._started:
+        if not self._started or peer.is_self:
             return
+        self._stock_lifecycle(peer, ready)
         if ready:
             template, macro = peer.on_connect, 'ROUTER_ON_CONNECTED'
             params = {'PRINTER': peer.name}
@@ -160,6 +221,42 @@ class Router:
         self.runner.call_macro(macro, params, "hook %s for peer '%s'"
                                % (macro, peer.name), missing_ok=True)
 
+    def _stock_lifecycle(self, peer, ready):
+        """The old bridge's lifecycle macros, on the peers without the
+        module that this instance serves."""
+        served = [p for p in self.peers.values() if p.ready
+                  and not p.has_module and p.serve_remote_methods]
+        for other in served:
+            if other is not peer:
+                self._stock_macro(other, 'ROUTER_ON_CONNECTED' if ready
+                                  else 'ROUTER_ON_DISCONNECTED', peer.name)
+        if ready and peer in served:
+            if 'ROUTER_ON_READY' in peer.remote_macros:
+                peer.run_line('ROUTER_ON_READY', 'hook ROUTER_ON_READY')
+            for name in [self.name] + [p.name for p in self.peers.values()
+                                       if p.ready and p is not peer]:
+                self._stock_macro(peer, 'ROUTER_ON_CONNECTED', name)
+
+    def _stock_macro(self, peer, macro, printer_name):
+        if macro in peer.remote_macros:
+            peer.run_line(gcode_text.command_line(
+                macro, {'PRINTER': printer_name}), "hook %s" % (macro,))
+
+    def run_line_on(self, name, line, what):
+        peer = self.peers.get(name)
+        if peer is not None:
+            peer.run_line(line, what)
+
+    def printers_list(self):
+        state = self.printer.get_state_message()[1]
+        out = [{'name': self.name, 'connected': True,
+                'ready': state == 'ready', 'state': state, 'module': True}]
+        for name, peer in sorted(self.peers.items()):
+            out.append({'name': name, 'connected': peer.session_up,
+                        'ready': peer.ready, 'state': peer.state,
+                        'module': peer.has_module})
+        return out
+
     # printer.router
     def get_status(self, eventtime=None):
         status = self._status
@@ -169,6 +266,12 @@ class Router:
                 'peers': {name: peer.get_status()
                           for name, peer in self.peers.items()}}
         return status
+
+
+class EventSection:
+    """The printer object of a [router event NAME] section."""
+    def __init__(self, event):
+        self.event = event
 
 
 class PeerSection:

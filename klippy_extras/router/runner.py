@@ -32,8 +32,10 @@ class LocalRunner:
                 return obj
         return None
 
-    def run_script(self, script, what):
-        self._queue(('script', script, None, what))
+    def run_script(self, script, what, on_done=None):
+        """on_done(error) is called once the script ran (error None) or
+        failed (the error text)."""
+        self._queue(('script', script, on_done, what))
 
     def run_template(self, template, what):
         """Rendered when it runs, so it sees the printer state of then."""
@@ -50,6 +52,8 @@ class LocalRunner:
         if len(self._jobs) >= MAX_QUEUED_JOBS:
             self.dropped += 1
             logging.warning("router: G-code queue full, dropped %s", job[3])
+            if job[0] == 'script' and job[2] is not None:
+                job[2]("this instance's router G-code queue is full")
             return
         self._jobs.append(job)
         if not self._running:
@@ -60,6 +64,8 @@ class LocalRunner:
         try:
             while self._jobs and not self._stopped:
                 kind, name, extra, what = self._jobs.popleft()
+                on_done = extra if kind == 'script' else None
+                error = None
                 try:
                     if kind == 'script':
                         self.gcode.run_script(name)

@@ -74,14 +74,15 @@ def param_value(value):
 
 
 class Subscription:
-    def __init__(self, callback, objects, from_config=False):
+    def __init__(self, callback, objects, from_config=False, runs_on=None):
         self.callback = callback      # macro name (upper case) or ''
         self.objects = objects        # name -> sorted fields or None
         self.from_config = from_config
+        self.runs_on = runs_on        # None: here; else a peer's name
 
     @property
     def key(self):
-        return self.callback
+        return (self.runs_on or '', self.callback)
 
     def pick(self, status):
         """This subscription's part of a status dict {obj: {field: v}}."""

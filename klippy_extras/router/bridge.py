@@ -1,0 +1,272 @@
+# The old klipper-router bridge's router/* methods, for configs written for
+# it: as webhooks endpoints (API clients), as remote methods this instance
+# registers on its own API socket (its macros' action_call_remote_method),
+# and as remote methods registered on peers that cannot load the module.
+#
+# This file may be distributed under the terms of the GNU GPLv3 license.
+import json, logging
+from . import events, gcode_text, subscriptions
+from .peer import PeerError
+
+METHODS = ('router/gcode/script', 'router/event/subscribe',
+           'router/event/trigger', 'router/printers/list',
+           'router/objects/list', 'router/objects/query',
+           'router/objects/subscribe')
+PUSH_TEMPLATE = 'call'
+
+
+class BridgeError(Exception):
+    pass
+
+
+def _str(params, key, default=None):
+    value = params.get(key, default)
+    if not isinstance(value, str) or not value.strip():
+        raise BridgeError("'%s' must be a non-empty string" % (key,))
+    return value
+
+
+class Bridge:
+    def __init__(self, router):
+        self.router = router
+        self.reactor = router.reactor
+        self.runner = router.runner
+        webhooks = router.printer.lookup_object('webhooks')
+        for method in METHODS:
+            webhooks.register_endpoint(method, self._handle_endpoint)
+
+    def register_remote_methods(self, peer):
+        """Registers router/* on the peer's Klipper: its macros'
+        action_call_remote_method calls then come to this link."""
+        left = [len(METHODS)]
+        def on_reply(result, error):
+            if error is not None:
+                logging.info("router: remote method not registered on %s:"
+                             " %s", peer.name, error)
+            left[0] -= 1
+            if left[0] == 0 and peer.is_self:
+                self.router.run_ready_hook()
+        for method in METHODS:
+            try:
+                peer.request('register_remote_method', {
+                    'remote_method': method,
+                    'response_template': {'router': PUSH_TEMPLATE,
+                                          'method': method}}, on_reply)
+            except PeerError as e:
+                logging.info("router: cannot register %s on %s: %s",
+                             method, peer.name, e)
+                return
+
+    # Entry points
+    def _handle_endpoint(self, web_request):
+        """An API client's request: callbacks run on this instance."""
+        params = web_request.params
+        if not isinstance(params, dict):
+            raise web_request.error("params must be an object")
+        completion = self.reactor.completion()
+        self.call(web_request.get_method(), params, None,
+                  lambda res, err: completion.complete((res, err)))
+        timeout = self.router.request_timeout
+        result, error = completion.wait(
+            self.reactor.monotonic() + timeout + 1., (None, "timed out"))
+        if error is not None:
+            raise web_request.error(error)
+        web_request.send(result)
+
+    def handle_push(self, peer, msg):
+        """A remote-method call pushed by a macro: on our own socket
+        (peer.is_self), or on a peer without the module."""
+        method = msg.get('method')
+        params = msg.get('params')
+        caller = None if peer.is_self else peer
+        who = 'this instance' if caller is None else "'%s'" % (peer.name,)
+        if method not in METHODS or not isinstance(params, dict):
+            logging.info("router: ignored remote call %.200r", msg)
+            return
+        def done(result, error):
+            if error is not None:
+                self.runner.report("%s from %s failed: %s"
+                                   % (method, who, error))
+        # Off the link's dispatch: handlers may send and wait
+        self.reactor.register_callback(
+            lambda e: self.call(method, params, caller, done))
+
+    def call(self, method, params, caller, done):
+        """Runs one method; done(result, error) is called once."""
+        try:
+            handler = getattr(self, '_' + method.split('/', 1)[1].replace(
+                '/', '_'))
+            handler(params, caller, done)
+        except (BridgeError, ValueError) as e:
+            done(None, str(e))
+        except self.router.printer.command_error as e:
+            done(None, str(e))
+        except Exception as e:
+            logging.exception("router: %s", method)
+            done(None, "internal error: %s" % (type(e).__name__,))
+
+    # Helpers
+    def _caller_name(self, caller):
+        return self.router.name if caller is None else caller.name
+
+    def _peer(self, name, allow_self=True):
+        """The Peer for a target name; this instance is its self link."""
+        canon = gcode_text.check_name(name) if isinstance(name, str) else None
+        if canon == self.router.name and allow_self:
+            peer = self.router.self_peer
+            if peer is None:
+                raise BridgeError("this instance has no API socket")
+            return peer
+        peer = self.router.peers.get(canon or '')
+        if peer is None:
+            raise BridgeError("unknown target %.40r" % (name,))
+        return peer
+
+    def _run_callback(self, caller, macro, params, what):
+        """gcode_callback: a macro on the caller."""
+        macro = macro.strip().upper()
+        if not gcode_text.MACRO_RE.match(macro):
+            raise BridgeError("gcode_callback %.40r is not a macro name"
+                              % (macro,))
+        if caller is None:
+            self.runner.call_macro(macro, params, what)
+        else:
+            caller.run_line(gcode_text.command_line(macro, params), what)
+
+    def _request(self, peer, method, params, done, on_result):
+        def on_reply(result, error):
+            if error is not None:
+                done(None, "'%s': %s" % (peer.name, error))
+                return
+            try:
+                done(on_result(result), None)
+            except (BridgeError, ValueError, TypeError, KeyError) as e:
+                done(None, "'%s' sent an invalid reply (%s)" % (peer.name, e))
+        try:
+            peer.request(method, params, on_reply)
+        except PeerError as e:
+            raise BridgeError("'%s': %s" % (peer.name, e))
+
+    # The methods
+    def _gcode_script(self, params, caller, done):
+        script = _str(params, 'script')
+        peer = self._peer(_str(params, 'target'))
+        if peer.is_self:
+            self.runner.run_script(script, "router/gcode/script",
+                                   on_done=lambda err: done(
+                                       {} if err is None else None, err))
+            return
+        try:
+            peer.run_script(script, lambda res, err: done(
+                {} if err is None else None,
+                None if err is None else "'%s': %s" % (peer.name, err)))
+        except PeerError as e:
+            raise BridgeError("'%s' cannot take G-code now: %s"
+                              % (peer.name, e))
+
+    def _event_subscribe(self, params, caller, done):
+        event = events.check_event(params.get('event'))
+        if event is None:
+            raise BridgeError("invalid event name %.40r"
+                              % (params.get('event'),))
+        gcode = _str(params, 'gcode')
+        kind = params.get('callback_type', 'gcode')
+        if kind not in ('gcode', 'webhook'):
+            raise BridgeError("callback_type must be gcode or webhook")
+        target = params.get('callback_target') or self._caller_name(caller)
+        peer = self._peer(target)
+        bus = self.router.eventbus
+        if peer.is_self:
+            if kind == 'webhook':
+                raise BridgeError("a webhook callback needs a callback_target"
+                                  " other than this instance")
+            done({'added': bus.subscribe(event, gcode)}, None)
+        elif peer.has_module:
+            # Handlers live where they run
+            self._request(peer, 'router/event/subscribe',
+                          {'event': event, 'gcode': gcode,
+                           'callback_type': kind}, done, lambda r: r)
+        else:
+            done({'added': bus.subscribe(event, gcode, peer.name, kind)},
+                 None)
+
+    def _event_trigger(self, params, caller, done):
+        event = events.check_event(params.get('event'))
+        if event is None:
+            raise BridgeError("invalid event name %.40r"
+                              % (params.get('event'),))
+        context = params.get('context') or {}
+        events.check_context(context)
+        missed = self.router.eventbus.trigger(event, context,
+                                              self._caller_name(caller))
+        done({'event': event, 'not_reached': missed}, None)
+
+    def _printers_list(self, params, caller, done):
+        printers = self.router.printers_list()
+        callback = params.get('gcode_callback')
+        if callback:
+            self._run_callback(caller, callback, {
+                'PRINTERS': json.dumps(printers, sort_keys=True,
+                                       separators=(',', ':'))},
+                "gcode_callback of router/printers/list")
+        done({'printers': printers}, None)
+
+    def _objects_list(self, params, caller, done):
+        peer = self._peer(_str(params, 'target'))
+        callback = params.get('gcode_callback')
+        def on_result(result):
+            names = result['objects']
+            if not isinstance(names, list):
+                raise ValueError("objects is not a list")
+            if callback:
+                self._run_callback(caller, callback, {
+                    'OBJECTS': ','.join(str(n) for n in names),
+                    'PRINTER': peer.name},
+                    "gcode_callback of router/objects/list")
+            return {'objects': names}
+        self._request(peer, 'objects/list', {}, done, on_result)
+
+    def _objects(self, params):
+        objects = params.get('objects')
+        if isinstance(objects, str):
+            return subscriptions.parse_objects(objects)
+        if not isinstance(objects, dict) or not objects:
+            raise BridgeError("'objects' must map object names to a list of"
+                              " fields or null")
+        for name, fields in objects.items():
+            if not isinstance(name, str) or not (fields is None or (
+                    isinstance(fields, list)
+                    and all(isinstance(f, str) for f in fields))):
+                raise BridgeError("'objects' must map object names to a list"
+                                  " of fields or null")
+        return {n: None if f is None else sorted(set(f))
+                for n, f in objects.items()}
+
+    def _objects_query(self, params, caller, done):
+        peer = self._peer(_str(params, 'target'))
+        objects = self._objects(params)
+        callback = params.get('gcode_callback')
+        def on_result(result):
+            status = result['status']
+            if not isinstance(status, dict):
+                raise ValueError("status is not an object")
+            if callback:
+                self._run_callback(
+                    caller, callback,
+                    subscriptions.callback_params(peer.name, status),
+                    "gcode_callback of router/objects/query")
+            return result
+        self._request(peer, 'objects/query', {'objects': objects}, done,
+                      on_result)
+
+    def _objects_subscribe(self, params, caller, done):
+        peer = self._peer(_str(params, 'target'))
+        objects = self._objects(params)
+        callback = _str(params, 'gcode_callback').strip().upper()
+        if not gcode_text.MACRO_RE.match(callback):
+            raise BridgeError("gcode_callback %.40r is not a macro name"
+                              % (callback,))
+        runs_on = None if caller is None else caller.name
+        peer.subscribe(subscriptions.Subscription(callback, objects,
+                                                  runs_on=runs_on))
+        done({}, None)
