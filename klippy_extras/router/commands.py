@@ -243,8 +243,11 @@ class RouterCommands:
         "Remove event handlers: EVENT=<name> [GCODE=<command>]")
     def cmd_ROUTER_EVENT_UNSUBSCRIBE(self, gcmd):
         event = self._event(gcmd)
-        count = self.router.eventbus.unsubscribe(event,
-                                                 gcmd.get('GCODE', None))
+        try:
+            count = self.router.eventbus.unsubscribe(event,
+                                                     gcmd.get('GCODE', None))
+        except ValueError as e:
+            raise gcmd.error("ROUTER_EVENT_UNSUBSCRIBE: %s" % (e,))
         gcmd.respond_info("Removed %d handler(s) of event '%s'"
                           % (count, event), log=False)
 

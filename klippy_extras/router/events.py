@@ -56,7 +56,9 @@ class Handler:
 
     @property
     def key(self):
-        return (self.event, self.gcode, self.target, self.kind)
+        # Command names are case-insensitive in G-code; values are not
+        return (self.event, self.command, tuple(self.params), self.target,
+                self.kind)
 
     def build_params(self, context, event, source):
         """Parameters for this handler, all strings. Raises KeyError for a
@@ -130,11 +132,13 @@ class EventTable:
 
     def remove(self, event, gcode=None, target=None, keep=()):
         """Removes the handlers of event (with that gcode) placed for
-        target; returns how many."""
-        norm = ' '.join(gcode.split()) if gcode is not None else None
+        target; returns how many. Raises ValueError for a bad gcode."""
+        key = None
+        if gcode is not None:
+            key = Handler(event, gcode, target).key
         gone = [k for k, h in self._handlers.items()
                 if h.event == event and h.target == target
-                and (norm is None or h.gcode == norm) and h not in keep]
+                and (key is None or k == key) and h not in keep]
         for k in gone:
             del self._handlers[k]
         return len(gone)
