@@ -1,0 +1,94 @@
+# The files of config_examples/ run on real klippy instances
+#
+# This file may be distributed under the terms of the GNU GPLv3 license.
+import os, time
+import pytest
+from harness import ApiError, ROOT, wait_until
+
+EXAMPLES = os.path.join(ROOT, 'config_examples')
+SOCKETS = {'main': '~/printer_data/comms/klippy.sock',
+           'led': '~/printer_led_data/comms/klippy.sock',
+           'afc': '~/printer_afc_data/comms/klippy.sock',
+           'chamber': '~/printer_chamber_data/comms/klippy.sock'}
+
+
+def with_sockets(mesh, text):
+    for name, path in SOCKETS.items():
+        text = text.replace(path, mesh.sock(name))
+    return text
+
+
+def example(mesh, path):
+    with open(os.path.join(EXAMPLES, path)) as f:
+        return with_sockets(mesh, f.read())
+
+
+def test_filament_unit_events(mesh):
+    main = mesh.add('main', example(mesh, 'filament_unit_events/main.cfg'))
+    afc = mesh.add('afc', example(mesh, 'filament_unit_events/afc.cfg'))
+    mesh.start()
+    mesh.wait_links()
+    out_main, out_afc = main.client, afc.client
+    main.gcode("LOAD_LANE LANE=2")
+    out_afc.wait_output(lambda l: l == 'echo: feeding lane 2: 950 mm')
+    out_main.wait_output(lambda l: l == 'echo: lane 2 loaded by afc')
+    assert main.macro_vars('_ON_FEED_DONE')['last_lane'] == 2
+    main.gcode("LOAD_LANE_AND_WAIT LANE=3 LENGTH=500")
+    # WAIT=1: afc's macro has run when main's command returns
+    assert 'echo: feeding lane 3: 500 mm' in out_afc.output
+    out_main.wait_output(lambda l: l == 'echo: lane 3 is loaded')
+    afc.kill()
+    wait_until(lambda: not main.router_status()['peers']['afc']['ready'], 5.)
+    with pytest.raises(ApiError) as e:
+        main.gcode("LOAD_LANE LANE=1")
+    assert 'Filament unit not ready: disconnected' in str(e.value)
+    out_main.wait_output(lambda l: 'Filament unit lost' in l)
+
+
+STAND_IN_CHAMBER = """
+[router]
+name: chamber
+
+[gcode_macro SET_HEATER_TEMPERATURE]
+variable_target: 0
+gcode:
+  SET_GCODE_VARIABLE MACRO=SET_HEATER_TEMPERATURE VARIABLE=target VALUE={params.TARGET|float}
+
+[gcode_macro TEMPERATURE_WAIT]
+variable_args: ''
+gcode:
+  SET_GCODE_VARIABLE MACRO=TEMPERATURE_WAIT VARIABLE=args VALUE="'{params.SENSOR}>={params.MINIMUM}'"
+"""
+
+
+def test_chamber_heater_main_side(mesh):
+    main = mesh.add('main', example(mesh, 'chamber_heater/main.cfg'))
+    chamber = mesh.add('chamber', STAND_IN_CHAMBER)
+    mesh.start()
+    mesh.wait_links()
+    out = main.client
+    main.gcode("CHAMBER_STATUS")
+    out.wait_output(lambda l: l == 'echo: Chamber not seen yet (ready)')
+    main.gcode("HEAT_CHAMBER TEMP=40")
+    assert chamber.macro_vars('SET_HEATER_TEMPERATURE')['target'] == 40.
+    assert chamber.macro_vars('TEMPERATURE_WAIT')['args'] == \
+        'heater_generic chamber>=39.0'
+
+
+def test_main_and_led_single_file(mesh):
+    with open(os.path.join(EXAMPLES, 'main_and_led.cfg')) as f:
+        text = f.read()
+    main_part, led_part = text.split('#' * 28 + ' led printer.cfg')
+    main = mesh.add('main', with_sockets(mesh, main_part))
+    led = mesh.add('led', with_sockets(mesh, led_part.split('\n', 1)[1]))
+    mesh.start('led')
+    led.client
+    mesh.start('main')
+    mesh.wait_links()
+    main.gcode("PRINT_START")
+    main.gcode("PRINT_END")
+    # SET_LED is unknown here (no LED): Klipper prints that, no error
+    led.client.wait_output(lambda l: 'SET_LED' in l)
+    main.kill()
+    time.sleep(.5)
+    assert led.state() == 'ready'
