@@ -1,0 +1,97 @@
+# install.sh against Klipper-like git checkouts made by the test
+#
+# This file may be distributed under the terms of the GNU GPLv3 license.
+import os, subprocess
+import pytest
+from harness import ROOT
+
+INSTALL = os.path.join(ROOT, 'install.sh')
+SRC = os.path.realpath(os.path.join(ROOT, 'klippy_extras', 'router'))
+
+
+def make_checkout(path, kalico=False):
+    os.makedirs(os.path.join(path, 'klippy', 'extras'))
+    if kalico:
+        os.makedirs(os.path.join(path, 'klippy', 'plugins'))
+    with open(os.path.join(path, 'klippy', 'klippy.py'), 'w') as f:
+        f.write('# stand-in\n')
+    subprocess.run(['git', 'init', '-q', path], check=True)
+    subprocess.run(['git', '-C', path, 'add', '-A'], check=True)
+    subprocess.run(['git', '-C', path, '-c', 'user.name=t', '-c',
+                    'user.email=t@t', 'commit', '-qm', 'init'], check=True)
+    return path
+
+
+def run(*args):
+    return subprocess.run([INSTALL] + list(args), stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, universal_newlines=True)
+
+
+def git_status(path):
+    return subprocess.run(['git', '-C', path, 'status', '--porcelain',
+                           '--untracked-files=all'], stdout=subprocess.PIPE,
+                          universal_newlines=True, check=True).stdout
+
+
+def exclude_lines(path):
+    with open(os.path.join(path, '.git', 'info', 'exclude')) as f:
+        return [l.strip() for l in f if l.strip() and not l.startswith('#')]
+
+
+@pytest.mark.parametrize('kalico', [False, True])
+def test_install_reinstall_uninstall(tmp_path, kalico):
+    k = make_checkout(str(tmp_path / 'klipper'), kalico)
+    sub = 'plugins' if kalico else 'extras'
+    link = os.path.join(k, 'klippy', sub, 'router')
+    res = run('-r', '-k', k)
+    assert res.returncode == 0, res.stdout
+    assert os.path.islink(link) and os.readlink(link) == SRC
+    assert 'restart' in res.stdout.lower()
+    assert exclude_lines(k) == ['klippy/%s/router' % (sub,)]
+    # Klipper's tree stays clean (Moonraker would call it dirty)
+    assert git_status(k) == ''
+    # Again: nothing changes (several instances sharing one Klipper)
+    res = run('-r', '-k', k)
+    assert res.returncode == 0 and 'Already installed' in res.stdout
+    assert exclude_lines(k) == ['klippy/%s/router' % (sub,)]
+    # Uninstall
+    res = run('-r', '-u', '-k', k)
+    assert res.returncode == 0, res.stdout
+    assert not os.path.lexists(link)
+    assert exclude_lines(k) == []
+    assert git_status(k) == ''
+    res = run('-r', '-u', '-k', k)
+    assert res.returncode == 0 and 'Not installed' in res.stdout
+
+
+def test_install_refuses_what_it_should(tmp_path):
+    res = run('-r', '-k', str(tmp_path / 'nothing'))
+    assert res.returncode != 0 and 'No Klipper found' in res.stdout
+    k = make_checkout(str(tmp_path / 'klipper'))
+    os.symlink('/elsewhere', os.path.join(k, 'klippy', 'extras', 'router'))
+    res = run('-r', '-k', k)
+    assert res.returncode != 0 and 'not our link' in res.stdout
+    assert os.readlink(os.path.join(k, 'klippy', 'extras', 'router')) == \
+        '/elsewhere'
+    res = run('-r', '-u', '-k', k)
+    assert 'left it alone' in res.stdout
+    res = run('-x')
+    assert res.returncode == 2
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="needs root to check refusal")
+def test_install_refuses_root_without_r(tmp_path):
+    k = make_checkout(str(tmp_path / 'klipper'))
+    res = run('-k', k)
+    assert res.returncode == 1 and 'Refusing to run as root' in res.stdout
+    assert not os.path.lexists(os.path.join(k, 'klippy', 'extras', 'router'))
+
+
+def test_pypi_package_layout(tmp_path):
+    """A klippy package directory (site-packages/klippy): linked, no git."""
+    pkg = tmp_path / 'site-packages' / 'klippy'
+    os.makedirs(str(pkg / 'extras'))
+    (pkg / 'klippy.py').write_text('# stand-in\n')
+    res = run('-r', '-k', str(pkg))
+    assert res.returncode == 0, res.stdout
+    assert os.readlink(str(pkg / 'extras' / 'router')) == SRC
