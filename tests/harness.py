@@ -394,3 +394,94 @@ class Mesh:
         for node in self.nodes.values():
             node.stop()
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+MOONRAKER = os.environ.get('MOONRAKER_BIN') or os.path.join(
+    ROOT, '.venv-moonraker', 'bin', 'moonraker')
+
+MOONRAKER_CONFIG = """
+[server]
+host: 127.0.0.1
+port: {port}
+klippy_uds_address: {sock}
+
+[authorization]
+trusted_clients:
+  127.0.0.1
+
+[machine]
+provider: none
+validate_service: False
+"""
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(('127.0.0.1', 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Moonraker:
+    """The PyPI moonraker package, on 127.0.0.1, in front of one klippy."""
+    def __init__(self, node):
+        self.node = node
+        self.dir = os.path.join(node.dir, 'moonraker')
+        for sub in ('config', 'logs', 'gcodes', 'database'):
+            os.makedirs(os.path.join(self.dir, sub), exist_ok=True)
+        self.port = free_port()
+        self.cfg = os.path.join(self.dir, 'config', 'moonraker.conf')
+        with open(self.cfg, 'w') as f:
+            f.write(MOONRAKER_CONFIG.format(port=self.port, sock=node.sock))
+        self.log = os.path.join(self.dir, 'logs', 'moonraker.log')
+        self.proc = None
+
+    @staticmethod
+    def available():
+        return os.path.exists(MOONRAKER)
+
+    def start(self, timeout=30.):
+        out = open(os.path.join(self.dir, 'stdout.log'), 'ab')
+        self.proc = subprocess.Popen(
+            [MOONRAKER, '-d', self.dir, '-c', self.cfg, '-l', self.log],
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        out.close()
+        def klippy_ready():
+            try:
+                return self.get('/server/info')['result'][
+                    'klippy_state'] == 'ready'
+            except Exception:
+                return False
+        wait_until(klippy_ready, timeout, interval=.2,
+                   what="moonraker with klippy ready")
+        return self
+
+    def url(self, path):
+        return 'http://127.0.0.1:%d%s' % (self.port, path)
+
+    def get(self, path):
+        import urllib.request
+        with urllib.request.urlopen(self.url(path), timeout=10) as r:
+            return json.loads(r.read())
+
+    def post(self, path, params):
+        """Returns (http status, decoded body)."""
+        import urllib.request, urllib.error, urllib.parse
+        req = urllib.request.Request(
+            self.url(path) + '?' + urllib.parse.urlencode(params),
+            data=b'', method='POST')
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read() or b'{}')
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
