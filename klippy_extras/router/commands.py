@@ -50,14 +50,7 @@ class RouterCommands:
         lines = ["Router '%s': %d peer(s)" % (self.router.name,
                                                len(self.router.peers))]
         for name, peer in sorted(self.router.peers.items()):
-            rtt = ("%.1f ms" % (peer.rtt * 1000.,)
-                   if peer.rtt is not None else "-")
-            line = ("%s: connected=%d ready=%d state=%s since=%.0fs rtt=%s"
-                    % (name, peer.session_up, peer.ready, peer.state,
-                       now - peer.changed_at, rtt))
-            if not peer.ready and peer.link.last_error:
-                line += " last_error=%s" % (peer.link.last_error,)
-            lines.append(line)
+            lines.append("%s: %s" % (name, describe_link(peer, now)))
         gcmd.respond_info("\n".join(lines), log=False)
 
     cmd_ROUTER_GCODE_SCRIPT_help = (
@@ -295,6 +288,39 @@ class RouterCommands:
         except PeerError as e:
             raise gcmd.error("ROUTER_GCODE_SCRIPT: peer '%s' cannot take"
                              " G-code now: %s" % (peer.name, e))
+
+
+def duration(seconds):
+    seconds = int(max(0., seconds))
+    if seconds < 60:
+        return "%ds" % (seconds,)
+    if seconds < 3600:
+        return "%dm%02ds" % (seconds // 60, seconds % 60)
+    return "%dh%02dm" % (seconds // 3600, seconds % 3600 // 60)
+
+
+def describe_link(peer, now):
+    """One console line: state, for how long, round trip, last error."""
+    since = duration(now - peer.changed_at)
+    if peer.ready:
+        text = "ready for %s" % (since,)
+    elif not peer.session_up:
+        text = "%s for %s" % ("connecting" if peer.link.connected
+                              else "disconnected", since)
+    elif not peer.responsive:
+        text = "not responding for %s" % (since,)
+    else:
+        text = "connected, Klipper %s for %s" % (peer.state, since)
+        msg = peer.state_message.split('\n')[0].strip()
+        if msg:
+            text += " (%s)" % (msg,)
+    if peer.session_up:
+        if peer.rtt is not None:
+            text += ", rtt %.1f ms" % (peer.rtt * 1000.,)
+        text += ", module" if peer.has_module else ", no module"
+    elif peer.link.last_error:
+        text += ": %s" % (peer.link.last_error,)
+    return text
 
 
 def register(router):
