@@ -120,6 +120,13 @@ class Peer:
         if self.is_self or (not self.has_module
                             and self.serve_remote_methods):
             self.router.bridge.register_remote_methods(self)
+        if self.is_self and not len(self.subs):
+            # The own link only carries remote-method calls: a subscription
+            # would keep Klipper's 4 Hz status poll running for nothing.
+            self.session_up = True
+            self.link.note_healthy()
+            self._update_ready()
+            return
         if self.has_module or self.is_self:
             self._subscribe_all()
             return
@@ -256,7 +263,7 @@ class Peer:
 
     # Keepalive: round-trip time, and a hung peer is no longer "ready"
     def _ping_event(self, eventtime):
-        if not self.session_up:
+        if not self.session_up or self.is_self:
             return self.reactor.NEVER
         if self._ping_sent is None:
             sent = eventtime
