@@ -36,3 +36,39 @@ def mesh(runtime, request):
     yield m
     _dump_logs(request, m)
     m.close()
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        '--full-reliability', action='store_true', default=False,
+        help="run the reliability scenarios at full size (50 kills, 50"
+             " restarts of each side, 30 s hung peer, 30 s flood)")
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        'markers', "reliability: hostile conditions (run alone with"
+                   " -m reliability)")
+    config._router_figures = []
+
+
+@pytest.fixture
+def full(request):
+    return request.config.getoption('--full-reliability')
+
+
+@pytest.fixture
+def figures(request):
+    """Tests record measured figures here; they are printed at the end."""
+    def record(scenario, **values):
+        request.config._router_figures.append((scenario, values))
+    return record
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    figures = getattr(config, '_router_figures', [])
+    if figures:
+        terminalreporter.section("router reliability figures")
+        for scenario, values in figures:
+            terminalreporter.write_line("%s: %s" % (scenario, ', '.join(
+                '%s=%s' % kv for kv in values.items())))

@@ -41,6 +41,22 @@ class Runtime:
                         self.install_dir], check=True,
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
+    def extras_dir(self):
+        base = (os.path.join(self.checkout, 'klippy') if self.checkout
+                else self.install_dir)
+        plugins = os.path.join(base, 'plugins')
+        return plugins if os.path.isdir(plugins) else os.path.join(
+            base, 'extras')
+
+    def install_probe(self):
+        """The test-only [lateness_probe] module, linked like ours."""
+        dest = os.path.join(self.extras_dir(), 'lateness_probe.py')
+        src = os.path.join(HERE, 'data', 'lateness_probe.py')
+        if os.path.realpath(dest) != src:
+            if os.path.lexists(dest):
+                os.unlink(dest)
+            os.symlink(src, dest)
+
     def config_prelude(self):
         if self.flavor == 'kalico':
             return "[telemetry]\nenabled: False\n\n"

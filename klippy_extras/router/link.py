@@ -9,6 +9,11 @@ MAX_SEND_BUFFER = 4 * 1024 * 1024   # bytes queued for a peer not reading
 MAX_FRAME = 8 * 1024 * 1024         # one message from a peer
 READ_CHUNK = 65536
 MAX_READS_PER_WAKE = 16             # then let the rest of the reactor run
+# Requests sent and not answered, per link. Klipper turns every request it
+# reads into a reactor callback and runs all that are due in one pass, so
+# a peer flooding it would stall its timers; the rest wait here, in order.
+MAX_IN_FLIGHT = 4
+MAX_WAITING = 1000
 
 
 class LinkError(Exception):
@@ -47,6 +52,9 @@ class PeerLink:
         self._send_buf = bytearray()
         self._decoder = framing.FrameDecoder(MAX_FRAME)
         self._requests = rpc.RequestTracker()
+        self._in_flight = set()
+        self._waiting = collections.deque()   # (request id, frame bytes)
+        self._waiting_bytes = 0
         self._inbox = collections.deque()
         self._inbox_scheduled = False
         self._connect_timer = reactor.register_timer(self._connect_event)
@@ -131,6 +139,9 @@ class PeerLink:
         del self._send_buf[:]
         self._decoder.reset()
         self._inbox.clear()
+        self._in_flight.clear()
+        self._waiting.clear()
+        self._waiting_bytes = 0
         self.last_error = reason
         logging.info("router: link %s closed: %s", self.path, reason)
         failed = self._requests.fail_all()
@@ -224,6 +235,7 @@ class PeerLink:
             if 'id' in msg:
                 resolved = self._requests.resolve(msg)
                 if resolved is not None:
+                    self._in_flight.discard(msg['id'])
                     callback, result, error = resolved
                     self._call_listener(callback, result, error)
                     continue
@@ -233,6 +245,7 @@ class PeerLink:
                                   self.path, msg)
                     continue
             self._call_listener(self.listener.link_push, msg)
+        self._pump()
         self._arm_timeout()
 
     def _call_listener(self, func, *args):
@@ -251,29 +264,70 @@ class PeerLink:
         """Queues one message; raises LinkError when it cannot."""
         if self.sock is None or self._closing:
             raise LinkError("not connected")
+        self._send_frame(self._encode(msg))
+
+    def _encode(self, msg):
         try:
-            data = framing.encode(msg)
+            return framing.encode(msg)
         except (TypeError, ValueError) as e:
             raise LinkError("cannot encode message: %s" % (e,))
-        if len(self._send_buf) + len(data) > MAX_SEND_BUFFER:
+
+    def _send_frame(self, data):
+        # One budget for what is written but unsent and what waits here
+        queued = len(self._send_buf) + self._waiting_bytes
+        if queued + len(data) > MAX_SEND_BUFFER:
             raise LinkError("send buffer full (%d bytes): the peer is not"
-                            " reading its socket" % (len(self._send_buf),))
+                            " reading its socket" % (queued,))
         self._send_buf += data
         if not self._write_wake:
             self._flush()
 
-    def request(self, method, params, callback, timeout):
+    def request(self, method, params, callback, timeout, priority=False):
         """Sends a request; callback(result, error) is called exactly once,
-        from a reactor callback, unless this raises LinkError."""
+        from a reactor callback, unless this raises LinkError. Beyond
+        MAX_IN_FLIGHT it waits here; priority requests (handshake,
+        keepalive) never wait behind others."""
+        if self.sock is None or self._closing:
+            raise LinkError("not connected")
+        if not priority and len(self._waiting) >= MAX_WAITING:
+            raise LinkError("%d requests already waiting for this peer"
+                            % (len(self._waiting),))
         deadline = self.reactor.monotonic() + timeout
         req_id, msg = self._requests.add(method, params, callback, deadline)
         try:
-            self.send_message(msg)
+            data = self._encode(msg)
+            if priority or (len(self._in_flight) < MAX_IN_FLIGHT
+                            and not self._waiting):
+                self._send_frame(data)
+                self._in_flight.add(req_id)
+            else:
+                queued = len(self._send_buf) + self._waiting_bytes
+                if queued + len(data) > MAX_SEND_BUFFER:
+                    raise LinkError("send buffer full (%d bytes): the peer"
+                                    " is not reading its socket" % (queued,))
+                self._waiting.append((req_id, data))
+                self._waiting_bytes += len(data)
         except LinkError:
             self._requests.cancel(req_id)
             raise
         self._arm_timeout()
         return req_id
+
+    def _pump(self):
+        while self._waiting and len(self._in_flight) < MAX_IN_FLIGHT:
+            req_id, data = self._waiting.popleft()
+            self._waiting_bytes -= len(data)
+            if not self._requests.is_pending(req_id):
+                continue   # timed out while waiting here
+            try:
+                self._send_frame(data)
+            except LinkError as e:
+                resolved = self._requests.resolve(
+                    {'id': req_id, 'error': {'message': str(e)}})
+                if resolved is not None:
+                    self._call_listener(resolved[0], None, resolved[2])
+                continue
+            self._in_flight.add(req_id)
 
     def pending_count(self):
         return len(self._requests)
@@ -288,6 +342,10 @@ class PeerLink:
                 self._requests.next_deadline(self.reactor.NEVER))
 
     def _timeout_event(self, eventtime):
-        for callback, deadline in self._requests.expire(eventtime):
+        expired = self._requests.expire(eventtime)
+        if expired:
+            self._in_flight.intersection_update(self._requests.pending_ids())
+        for callback, deadline in expired:
             self._call_listener(callback, None, "timed out")
+        self._pump()
         return self._requests.next_deadline(self.reactor.NEVER)

@@ -73,7 +73,7 @@ class Peer:
         client_info = {'program': 'klipper-router', 'version': CLIENT_VERSION,
                        'name': self.router.name}
         self._request('info', {'client_info': client_info}, self._on_info,
-                      HANDSHAKE_TIMEOUT)
+                      HANDSHAKE_TIMEOUT, priority=True)
 
     def link_down(self, reason):
         self.session_up = False
@@ -106,7 +106,7 @@ class Peer:
         self.app = app if isinstance(app, str) else 'Klipper'
         self._set_state(result.get('state'), result.get('state_message'))
         self._request('router/info', {}, self._on_router_info,
-                      HANDSHAKE_TIMEOUT)
+                      HANDSHAKE_TIMEOUT, priority=True)
 
     def _on_router_info(self, result, error):
         # A peer without the module answers "No registered callback"
@@ -133,7 +133,7 @@ class Peer:
         # Lifecycle macros run on a peer without the module only if it
         # defines them (an unknown command would print on its console).
         self._request('objects/list', {}, self._on_objects_list,
-                      HANDSHAKE_TIMEOUT)
+                      HANDSHAKE_TIMEOUT, priority=True)
 
     def _on_objects_list(self, result, error):
         names = result.get('objects') if isinstance(result, dict) else None
@@ -238,7 +238,7 @@ class Peer:
         try:
             self._request('objects/subscribe', {
                 'objects': objects, 'response_template': STATUS_TEMPLATE},
-                on_reply, HANDSHAKE_TIMEOUT)
+                on_reply, HANDSHAKE_TIMEOUT, priority=True)
         except PeerError as e:
             logging.info("router: %s: subscription not sent: %s",
                          self.name, e)
@@ -277,7 +277,8 @@ class Peer:
                 elif error == "timed out":
                     self._set_responsive(False)
             try:
-                self._request('info', {}, on_reply, PING_TIMEOUT)
+                self._request('info', {}, on_reply, PING_TIMEOUT,
+                              priority=True)
                 self._ping_sent = sent
             except PeerError as e:
                 logging.info("router: %s: keepalive not sent: %s",
@@ -294,9 +295,10 @@ class Peer:
             self._update_ready()
 
     # Requests
-    def _request(self, method, params, callback, timeout):
+    def _request(self, method, params, callback, timeout, priority=False):
         try:
-            return self.link.request(method, params, callback, timeout)
+            return self.link.request(method, params, callback, timeout,
+                                     priority)
         except LinkError as e:
             raise PeerError(str(e))
 

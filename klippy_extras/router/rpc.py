@@ -25,6 +25,12 @@ class RequestTracker:
     def cancel(self, req_id):
         self._pending.pop(req_id, None)
 
+    def is_pending(self, req_id):
+        return req_id in self._pending
+
+    def pending_ids(self):
+        return set(self._pending)
+
     def resolve(self, msg):
         """Returns (callback, result, error) for a reply to a pending
         request, None for anything else."""

@@ -4,6 +4,8 @@
 import collections, logging
 
 MAX_QUEUED_JOBS = 1000
+SLICE = .002          # s of work before the drain yields to the reactor
+DROP_REPORT_INTERVAL = 5.
 
 
 class LocalRunner:
@@ -18,6 +20,8 @@ class LocalRunner:
         self._running = False
         self._stopped = False
         self.dropped = 0
+        self._reported_drops = 0
+        self._last_drop_report = -DROP_REPORT_INTERVAL
 
     def stop(self):
         self._stopped = True
@@ -51,7 +55,7 @@ class LocalRunner:
             return
         if len(self._jobs) >= MAX_QUEUED_JOBS:
             self.dropped += 1
-            logging.warning("router: G-code queue full, dropped %s", job[3])
+            self._report_drops()
             if job[0] == 'script' and job[2] is not None:
                 job[2]("this instance's router G-code queue is full")
             return
@@ -60,9 +64,29 @@ class LocalRunner:
             self._running = True
             self.reactor.register_callback(self._drain)
 
+    def _report_drops(self):
+        # Rate limited: a flood must not turn into a flood of messages
+        now = self.reactor.monotonic()
+        if now - self._last_drop_report < DROP_REPORT_INTERVAL:
+            return
+        self._last_drop_report = now
+        count = self.dropped - self._reported_drops
+        self._reported_drops = self.dropped
+        self.report("G-code queue full (%d waiting): %d callback(s) or"
+                    " handler(s) dropped" % (MAX_QUEUED_JOBS, count))
+
     def _drain(self, eventtime):
+        reactor = self.reactor
+        slice_end = reactor.monotonic() + SLICE
         try:
             while self._jobs and not self._stopped:
+                if reactor.monotonic() > slice_end:
+                    # Let timers and fds run between jobs: back-to-back
+                    # macros would otherwise stall the reactor for as long
+                    # as the queue is.
+                    reactor.pause(reactor.NOW)
+                    slice_end = reactor.monotonic() + SLICE
+                    continue
                 kind, name, extra, what = self._jobs.popleft()
                 on_done = extra if kind == 'script' else None
                 error = None
