@@ -211,8 +211,13 @@ class Bridge:
                 "gcode_callback of router/printers/list")
         done({'printers': printers}, None)
 
+    def _permitted(self, peer, action):
+        if not peer.permits(action):
+            raise BridgeError(peer.refusal(action))
+        return peer
+
     def _objects_list(self, params, caller, done):
-        peer = self._peer(_str(params, 'target'))
+        peer = self._permitted(self._peer(_str(params, 'target')), 'query')
         callback = params.get('gcode_callback')
         def on_result(result):
             names = result['objects']
@@ -243,7 +248,7 @@ class Bridge:
                 for n, f in objects.items()}
 
     def _objects_query(self, params, caller, done):
-        peer = self._peer(_str(params, 'target'))
+        peer = self._permitted(self._peer(_str(params, 'target')), 'query')
         objects = self._objects(params)
         callback = params.get('gcode_callback')
         def on_result(result):
@@ -260,7 +265,8 @@ class Bridge:
                       on_result)
 
     def _objects_subscribe(self, params, caller, done):
-        peer = self._peer(_str(params, 'target'))
+        peer = self._permitted(self._peer(_str(params, 'target')),
+                               'subscribe')
         objects = self._objects(params)
         callback = _str(params, 'gcode_callback').strip().upper()
         if not gcode_text.MACRO_RE.match(callback):

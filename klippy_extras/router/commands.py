@@ -104,6 +104,8 @@ class RouterCommands:
         if not peer.session_up:
             raise gcmd.error("%s: peer '%s' is %s" % (what, peer.name,
                                                       peer.describe()))
+        if not peer.permits('query'):
+            raise gcmd.error("%s: %s" % (what, peer.refusal('query')))
         timeout = self._timeout(gcmd, peer.request_timeout)
         def send(callback):
             try:
@@ -180,6 +182,9 @@ class RouterCommands:
                              " config (subscribe/on_update of [router %s])"
                              % (callback or 'the mirror', peer.name,
                                 peer.name))
+        if not peer.permits('subscribe'):
+            raise gcmd.error("ROUTER_OBJECTS_SUBSCRIBE: %s"
+                             % (peer.refusal('subscribe'),))
         peer.subscribe(subscriptions.Subscription(callback, objects))
         when = "" if peer.ready else " (from when '%s' is ready)" % (
             peer.name,)

@@ -47,6 +47,9 @@ class EventBus:
         for peer in self.router.peers.values():
             if not peer.ready:
                 missed[peer.name] = peer.describe()
+            elif peer.has_module and not peer.permits('events'):
+                missed[peer.name] = "it does not accept events from '%s'" % (
+                    self.router.name,)
             elif peer.has_module and peer.name != source:
                 def on_reply(result, error, peer=peer):
                     if error is not None:
@@ -116,6 +119,7 @@ class EventBus:
 
     # Delivery from a peer
     def _handle_deliver(self, web_request):
+        self.router.check_caller(web_request, 'events')
         event = events.check_event(web_request.get_str('event'))
         source = gcode_text.check_name(web_request.get_str('source'))
         if event is None or source is None:

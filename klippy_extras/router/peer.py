@@ -30,6 +30,8 @@ class Peer:
         self.serve_remote_methods = serve_remote_methods
         self.has_module = False
         self.remote_macros = frozenset()
+        self.allow = frozenset()           # what the peer may do here
+        self.remote_allow = None           # what it lets us do there
         self.reactor = router.reactor
         self.name = name
         self.socket_path = socket_path
@@ -105,12 +107,19 @@ class Peer:
         app = result.get('app')
         self.app = app if isinstance(app, str) else 'Klipper'
         self._set_state(result.get('state'), result.get('state_message'))
-        self._request('router/info', {}, self._on_router_info,
-                      HANDSHAKE_TIMEOUT, priority=True)
+        self._request('router/info', {'name': self.router.name},
+                      self._on_router_info, HANDSHAKE_TIMEOUT, priority=True)
 
     def _on_router_info(self, result, error):
         # A peer without the module answers "No registered callback"
         self.has_module = error is None and isinstance(result, dict)
+        self.remote_allow = None
+        if self.has_module and isinstance(result.get('allow'), list):
+            self.remote_allow = frozenset(a for a in result['allow']
+                                          if isinstance(a, str))
+        if len(self.subs) and not self.permits('subscribe'):
+            self.router.runner.report(self.refusal('subscribe')
+                                      + ": its objects are not followed")
         if self.has_module and not self.is_self:
             name = result.get('name')
             if name != self.name:
@@ -206,7 +215,7 @@ class Peer:
         self.router.peer_changed(self)
 
     def _send_subscription(self):
-        objects = self.subs.merged()
+        objects = self.subs.merged() if self.permits('subscribe') else {}
         hooks = objects.get('webhooks', [])
         if hooks is not None:
             objects['webhooks'] = sorted(set(hooks) | {'state',
@@ -323,10 +332,22 @@ class Peer:
             timeout = self.request_timeout
         return self._request(method, params, callback, timeout)
 
+    def permits(self, action):
+        """Does the peer let this instance do that (its allow option)?"""
+        return self.remote_allow is None or action in self.remote_allow
+
+    def refusal(self, action):
+        return ("'%s' does not accept %s from '%s' (see allow: in its"
+                " [router %s])" % (self.name, action, self.router.name,
+                                   self.router.name))
+
     def run_script(self, script, callback, timeout=None):
         self.check_ready()
-        return self.request('gcode/script', {'script': script}, callback,
-                            timeout)
+        if not self.permits('gcode'):
+            raise PeerError(self.refusal('gcode'))
+        # A peer with the module checks its allow option on router/gcode
+        method = 'router/gcode' if self.has_module else 'gcode/script'
+        return self.request(method, {'script': script}, callback, timeout)
 
     def run_line(self, line, what):
         """Fire and forget, errors reported here."""

@@ -1,7 +1,7 @@
 # The [router] section: this instance in the mesh, its peers, its status
 #
 # This file may be distributed under the terms of the GNU GPLv3 license.
-import logging, os
+import logging, os, weakref
 from . import commands, events, gcode_text, subscriptions
 from .bridge import Bridge
 from .eventbus import EventBus
@@ -9,6 +9,7 @@ from .peer import Peer, CLIENT_VERSION
 from .runner import LocalRunner
 
 READY_HOOK_FALLBACK = 2.   # s: ROUTER_ON_READY even without the self link
+ACTIONS = ('gcode', 'query', 'subscribe', 'events')
 
 
 def _real_path(path):
@@ -48,8 +49,11 @@ class Router:
                                   is_self=True)
         self._ready_hook_done = False
         self._ready_hook_timer = None
+        # API connection -> the instance name its router gave in router/info
+        self.callers = weakref.WeakKeyDictionary()
         webhooks = self.printer.lookup_object('webhooks')
         webhooks.register_endpoint('router/info', self._handle_info)
+        webhooks.register_endpoint('router/gcode', self._handle_gcode)
         self.printer.register_event_handler("klippy:ready", self._on_ready)
         self.printer.register_event_handler("klippy:disconnect",
                                             self._on_disconnect)
@@ -61,8 +65,33 @@ class Router:
         return _real_path(path) if path else None
 
     def _handle_info(self, web_request):
+        caller = gcode_text.check_name(web_request.get('name', None))
+        if caller is not None:
+            self.callers[web_request.get_client_connection()] = caller
         web_request.send({'name': self.name, 'version': CLIENT_VERSION,
-                          'peers': sorted(self.peers)})
+                          'peers': sorted(self.peers),
+                          'allow': sorted(self.allowed_for(caller))})
+
+    # Permissions: what [router NAME] allows that instance to do here
+    def allowed_for(self, caller):
+        peer = self.peers.get(caller or '')
+        return set(ACTIONS) if peer is None else set(peer.allow)
+
+    def check_caller(self, web_request, action):
+        """Raises an API error if the calling router may not do this."""
+        caller = self.callers.get(web_request.get_client_connection())
+        if caller is not None and action not in self.allowed_for(caller):
+            raise web_request.error(
+                "'%s' does not accept %s from '%s' (allow: %s in [router %s]"
+                " on '%s')" % (self.name, action, caller, ', '.join(sorted(
+                    self.allowed_for(caller))) or 'nothing', caller,
+                    self.name))
+
+    def _handle_gcode(self, web_request):
+        # G-code from a peer's router: gcode/script, with its permission
+        self.check_caller(web_request, 'gcode')
+        self.gcode.run_script(web_request.get_str('script'))
+        web_request.send({})
 
     # [router NAME] and [router event NAME] sections
     def add_section(self, config):
@@ -123,14 +152,26 @@ class Router:
             config, 'on_disconnect', '')
         standing = self._standing_subscription(config)
         serve = config.getboolean('serve_remote_methods', True)
+        allow = self._allow(config)
         peer = Peer(self, name, os.path.expanduser(socket_path),
                     request_timeout, first, maximum, on_connect,
                     on_disconnect, serve_remote_methods=serve)
+        peer.allow = allow
         if standing is not None:
             peer.subs.add(standing)
         self.peers[name] = peer
         self._status = None
         return PeerSection(peer)
+
+    def _allow(self, config):
+        text = config.get('allow', ', '.join(ACTIONS))
+        allow = [a.strip().lower() for a in text.split(',') if a.strip()]
+        bad = [a for a in allow if a not in ACTIONS]
+        if bad:
+            raise config.error(
+                "Option 'allow' in section '%s': unknown %s (choose from %s)"
+                % (config.get_name(), ', '.join(bad), ', '.join(ACTIONS)))
+        return frozenset(allow)
 
     def _standing_subscription(self, config):
         text = config.get('subscribe', None)
