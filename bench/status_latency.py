@@ -53,7 +53,6 @@ def run(samples):
             'response_template': {'method': 'floor'}})
         seen_floor = {}
         seen_router = {}
-        lock = threading.Condition()
         def watch():
             fi = oi = 0
             while not stop:

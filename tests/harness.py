@@ -1,7 +1,7 @@
 # Starts real klippy processes in file-output mode and talks to their API
 #
 # This file may be distributed under the terms of the GNU GPLv3 license.
-import json, os, shutil, signal, socket, subprocess, sys, tempfile
+import json, os, re, shutil, signal, socket, subprocess, sys, tempfile
 import threading, time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -501,3 +501,22 @@ class Moonraker:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)
+
+
+def output_json(node, prefix):
+    """The JSON objects of node's console lines '// <prefix> {...}', as
+    printed by test macros with action_respond_info(prefix ~ params|tojson)."""
+    head = '// %s {' % (prefix,)
+    return [json.loads(line[len(head) - 1:]) for line in list(
+        node.client.output) if line.startswith(head)]
+
+
+def assert_clean_log(node):
+    """No shutdown or crash path was taken, and no traceback went through
+    the module (Klipper logs tracebacks of its own, action_raise_error)."""
+    log = node.log_text()
+    for bad in ('Unhandled exception', 'Internal error',
+                'Repeat unhandled exception'):
+        assert bad not in log, node.log_tail(60)
+    assert not re.search(r'File "[^"]*/router/[^"]*"', log), \
+        node.log_tail(80)

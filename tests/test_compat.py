@@ -5,7 +5,7 @@
 # This file may be distributed under the terms of the GNU GPLv3 license.
 import json, time
 import pytest
-from harness import ApiError, Mesh, wait_until
+from harness import ApiError, Mesh, output_json, wait_until
 
 COMMON = r"""
 [gcode_macro MARK]
@@ -105,8 +105,7 @@ gcode:
 
 
 def recs(node):
-    return [json.loads(l[len('// REC '):]) for l in list(node.client.output)
-            if l.startswith('// REC {')]
+    return output_json(node, 'REC')
 
 
 def wait_recs(node, n, timeout=5.):
@@ -137,6 +136,14 @@ def test_router_endpoints_for_api_clients(pair):
     assert api.request('router/gcode/script', {
         'target': 'led', 'script': 'MARK VALUE=3'}) == {}
     assert led.macro_vars('MARK')['value'] == 3
+    # This instance as the target: answered once the script ran here
+    assert api.request('router/gcode/script', {
+        'target': 'main', 'script': 'MARK VALUE=4'}, timeout=5.) == {}
+    assert main.macro_vars('MARK')['value'] == 4
+    with pytest.raises(ApiError) as e:
+        api.request('router/gcode/script', {'target': 'main',
+                                            'script': 'FAIL'}, timeout=5.)
+    assert 'deliberate failure' in str(e.value)
     with pytest.raises(ApiError) as e:
         api.request('router/gcode/script', {'target': 'led',
                                             'script': 'FAIL'})

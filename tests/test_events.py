@@ -3,9 +3,9 @@
 # chains, instances that are down, restarts.
 #
 # This file may be distributed under the terms of the GNU GPLv3 license.
-import json, time
+import time
 import pytest
-from harness import ApiError, Mesh, wait_until
+from harness import ApiError, Mesh, output_json, wait_until
 
 MACROS = r"""
 [gcode_macro MARK]
@@ -39,11 +39,7 @@ NAMES = ('main', 'led', 'afc')
 
 
 def lines(node, prefix):
-    out = []
-    for line in list(node.client.output):
-        if line.startswith('// %s {' % (prefix,)):
-            out.append(json.loads(line[len('// %s ' % (prefix,)):]))
-    return out
+    return output_json(node, prefix)
 
 
 def build(runtime):

@@ -2,9 +2,9 @@
 # the mirror in printer.router, restarts, hostile strings.
 #
 # This file may be distributed under the terms of the GNU GPLv3 license.
-import json, time
+import time
 import pytest
-from harness import ApiError, Mesh, wait_until
+from harness import ApiError, Mesh, output_json, wait_until
 
 MACROS = r"""
 [gcode_macro MARK]
@@ -42,11 +42,7 @@ gcode:
 
 
 def recs(node, prefix='REC'):
-    out = []
-    for line in list(node.client.output):
-        if line.startswith('// %s {' % (prefix,)):
-            out.append(json.loads(line[len('// %s ' % (prefix,)):]))
-    return out
+    return output_json(node, prefix)
 
 
 def set_text(node, text):

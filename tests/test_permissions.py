@@ -1,7 +1,7 @@
 # Per-peer permissions: [router NAME] allow: on the instance that receives
 #
 # This file may be distributed under the terms of the GNU GPLv3 license.
-import json, time
+import time
 import pytest
 from harness import ApiClient, ApiError
 

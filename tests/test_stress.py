@@ -4,9 +4,10 @@
 # end of the run ("router reliability figures").
 #
 # This file may be distributed under the terms of the GNU GPLv3 license.
-import random, re, signal, threading, time
+import random, signal, threading, time
 import pytest
-from harness import ApiClient, ApiError, Mesh, wait_until
+from harness import (ApiClient, ApiError, Mesh, assert_clean_log as clean_log,
+                     wait_until)
 
 pytestmark = pytest.mark.reliability
 
@@ -56,15 +57,6 @@ gcode:
 [router event flood]
 gcode: COUNT
 """
-
-
-def clean_log(node):
-    log = node.log_text()
-    for bad in ('Unhandled exception', 'Internal error',
-                'Repeat unhandled exception'):
-        assert bad not in log, node.log_tail(60)
-    assert not re.search(r'File "[^"]*/router/[^"]*"', log), \
-        node.log_tail(80)
 
 
 def host_and_led(runtime, subscribe=True):

@@ -48,7 +48,6 @@ def test_decoder_bounds_frames_with_and_without_terminator():
 
 def test_tracker_resolves_each_request_once():
     t = rpc.RequestTracker()
-    calls = []
     i1, m1 = t.add('info', {}, 'cb1', 10.)
     i2, m2 = t.add('gcode/script', {'script': 'G28'}, 'cb2', 5.)
     assert m2 == {'id': i2, 'method': 'gcode/script',

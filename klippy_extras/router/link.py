@@ -1,7 +1,7 @@
 # One client connection to a peer's API socket, on klippy's reactor
 #
 # This file may be distributed under the terms of the GNU GPLv3 license.
-import collections, errno, logging, os, socket
+import collections, errno, logging, socket
 from . import framing, rpc
 from .backoff import Backoff
 

@@ -100,11 +100,17 @@ class LocalRunner:
                     else:
                         self._run_macro(name, extra[0], extra[1], what)
                 except self.printer.command_error as e:
-                    self.report("%s failed: %s" % (what, e))
+                    error = str(e)
                 except Exception as e:
                     logging.exception("router: %s", what)
-                    self.report("%s failed: internal error %s"
-                                 % (what, type(e).__name__))
+                    error = "internal error %s" % (type(e).__name__,)
+                if on_done is not None:
+                    try:
+                        on_done(error)
+                    except Exception:
+                        logging.exception("router: %s", what)
+                elif error is not None:
+                    self.report("%s failed: %s" % (what, error))
         finally:
             self._running = False
 
