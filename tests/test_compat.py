@@ -119,12 +119,14 @@ def pair(runtime):
     m = Mesh(runtime)
     m.add_router_node('main', ['led'], COMMON + OLD_MACROS)
     m.add_router_node('led', ['main'], COMMON)
-    m.start()
-    m.wait_links()
-    for node in m.nodes.values():
-        node.client
-    yield m
-    m.close()
+    try:
+        m.start()
+        m.wait_links()
+        for node in m.nodes.values():
+            node.client
+        yield m
+    finally:
+        m.close()
 
 
 def test_router_endpoints_for_api_clients(pair):

@@ -87,10 +87,12 @@ def trio(runtime):
     tests that leave every instance as they found it."""
     from harness import Mesh
     m = build(Mesh(runtime))
-    m.start()
-    m.wait_links()
-    yield m
-    m.close()
+    try:
+        m.start()
+        m.wait_links()
+        yield m
+    finally:
+        m.close()
 
 
 @pytest.mark.parametrize('order', [('main', 'led', 'afc'),

@@ -52,12 +52,14 @@ def build(runtime):
 @pytest.fixture(scope='module')
 def trio(runtime):
     m = build(runtime)
-    m.start()
-    m.wait_links()
-    for node in m.nodes.values():
-        node.client
-    yield m
-    m.close()
+    try:
+        m.start()
+        m.wait_links()
+        for node in m.nodes.values():
+            node.client
+        yield m
+    finally:
+        m.close()
 
 
 def settle():

@@ -63,10 +63,12 @@ def pair(runtime):
     m = Mesh(runtime)
     m.add_router_node('main', ['led'], MACROS)
     m.add_router_node('led', ['main'], MACROS)
-    m.start()
-    m.wait_links()
-    yield m
-    m.close()
+    try:
+        m.start()
+        m.wait_links()
+        yield m
+    finally:
+        m.close()
 
 
 def test_objects_list_and_query(pair):
@@ -90,6 +92,8 @@ def test_objects_list_and_query(pair):
             ("ROUTER_OBJECTS_QUERY TARGET=main OBJECTS=':x'", "no object"),
             ("ROUTER_OBJECTS_QUERY TARGET=main", "missing OBJECTS"),
             ("ROUTER_OBJECTS_LIST TARGET=led", "this instance"),
+            ("ROUTER_OBJECTS_SUBSCRIBE TARGET=main OBJECTS=router",
+             "router object of a peer cannot be followed"),
             ("ROUTER_OBJECTS_LIST TARGET=zzz", "Unknown TARGET")]:
         with pytest.raises(ApiError) as e:
             led.gcode(bad)

@@ -116,3 +116,13 @@ def test_names_and_seconds():
     assert gcode_text.parse_seconds('2.5') == 2.5
     for bad in ('nan', 'inf', '-1', '0', 'x', None, '1e9'):
         assert gcode_text.parse_seconds(bad) is None
+
+
+def test_decoder_refuses_deep_nesting_it_would_not_encode_again():
+    ok = b'{"a":' + b'[' * 30 + b']' * 30 + b'}\x03'
+    assert framing.FrameDecoder(1 << 20).feed(ok)
+    deep = b'{"a":' + b'[' * 200 + b'1' + b']' * 200 + b'}\x03'
+    with pytest.raises(framing.ProtocolError) as e:
+        framing.FrameDecoder(1 << 20).feed(deep)
+    assert 'deeper than' in str(e.value)
+    assert framing.depth({'a': [{'b': 1}, []]}) == 3

@@ -122,12 +122,19 @@ class Bridge:
             raise BridgeError("unknown target %.40r" % (name,))
         return peer
 
-    def _run_callback(self, caller, macro, params, what):
-        """gcode_callback: a macro on the caller."""
-        macro = macro.strip().upper()
-        if not gcode_text.MACRO_RE.match(macro):
+    def _callback_param(self, params, required=False):
+        """gcode_callback, checked before anything is sent."""
+        macro = params.get('gcode_callback')
+        if macro is None and not required:
+            return None
+        if not isinstance(macro, str) or not gcode_text.MACRO_RE.match(
+                macro.strip().upper()):
             raise BridgeError("gcode_callback %.40r is not a macro name"
                               % (macro,))
+        return macro.strip().upper()
+
+    def _run_callback(self, caller, macro, params, what):
+        """gcode_callback: a macro on the caller."""
         if caller is None:
             self.runner.call_macro(macro, params, what)
         else:
@@ -203,7 +210,7 @@ class Bridge:
 
     def _printers_list(self, params, caller, done):
         printers = self.router.printers_list()
-        callback = params.get('gcode_callback')
+        callback = self._callback_param(params)
         if callback:
             self._run_callback(caller, callback, {
                 'PRINTERS': json.dumps(printers, sort_keys=True,
@@ -218,7 +225,7 @@ class Bridge:
 
     def _objects_list(self, params, caller, done):
         peer = self._permitted(self._peer(_str(params, 'target')), 'query')
-        callback = params.get('gcode_callback')
+        callback = self._callback_param(params)
         def on_result(result):
             names = result['objects']
             if not isinstance(names, list):
@@ -250,7 +257,7 @@ class Bridge:
     def _objects_query(self, params, caller, done):
         peer = self._permitted(self._peer(_str(params, 'target')), 'query')
         objects = self._objects(params)
-        callback = params.get('gcode_callback')
+        callback = self._callback_param(params)
         def on_result(result):
             status = result['status']
             if not isinstance(status, dict):
@@ -268,10 +275,9 @@ class Bridge:
         peer = self._permitted(self._peer(_str(params, 'target')),
                                'subscribe')
         objects = self._objects(params)
-        callback = _str(params, 'gcode_callback').strip().upper()
-        if not gcode_text.MACRO_RE.match(callback):
-            raise BridgeError("gcode_callback %.40r is not a macro name"
-                              % (callback,))
+        for name in objects:
+            subscriptions.check_followable(name)
+        callback = self._callback_param(params, required=True)
         runs_on = None if caller is None else caller.name
         peer.subscribe(subscriptions.Subscription(callback, objects,
                                                   runs_on=runs_on))

@@ -175,6 +175,11 @@ class RouterCommands:
     def cmd_ROUTER_OBJECTS_SUBSCRIBE(self, gcmd):
         peer = self._peer_target(gcmd)
         objects = self._objects(gcmd)
+        try:
+            for name in objects:
+                subscriptions.check_followable(name)
+        except ValueError as e:
+            raise gcmd.error("OBJECTS: %s" % (e,))
         callback = self._callback(gcmd, must_exist=True)
         existing = peer.subs.subs.get(('', callback))
         if existing is not None and existing.from_config:

@@ -4,6 +4,10 @@
 import json
 
 ETX = b"\x03"
+# Klipper's statuses nest a few levels. Deeper values would be accepted
+# here but overflow the stack when klippy encodes them again (a mirror
+# served to an API client), which shuts it down.
+MAX_DEPTH = 32
 
 
 class ProtocolError(Exception):
@@ -61,4 +65,24 @@ def decode(frame):
                             % (type(e).__name__, frame))
     if not isinstance(msg, dict):
         raise ProtocolError("frame is not a JSON object: %.80r" % (frame,))
+    if depth(msg) > MAX_DEPTH:
+        raise ProtocolError("frame nested deeper than %d levels"
+                            % (MAX_DEPTH,))
     return msg
+
+
+def depth(value):
+    """Nesting depth of decoded JSON, without recursion."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            item = item.values()
+        elif not isinstance(item, list):
+            continue
+        deepest = max(deepest, level)
+        if level <= MAX_DEPTH:
+            stack.extend((v, level + 1) for v in item
+                         if isinstance(v, (dict, list)))
+    return deepest

@@ -184,6 +184,8 @@ class Router:
             return None
         try:
             objects = subscriptions.parse_objects(text)
+            for name in objects:
+                subscriptions.check_followable(name)
         except ValueError as e:
             raise config.error(
                 "Option 'subscribe' in section '%s': %s (expected e.g."

@@ -44,6 +44,15 @@ def parse_objects(text):
     return objects
 
 
+def check_followable(name):
+    """A peer's router object holds its own mirror: two routers following
+    each other's would nest one level deeper on every update."""
+    if name == 'router':
+        raise ValueError("the router object of a peer cannot be followed"
+                         " (it holds that peer's mirror); query it, or read"
+                         " its peers on that instance")
+
+
 def format_objects(objects):
     return ', '.join(name if fields is None else
                      '%s:%s' % (name, '|'.join(fields))
@@ -69,8 +78,8 @@ def param_value(value):
         return str(value)
     try:
         return json.dumps(value, separators=(',', ':'), sort_keys=True)
-    except (TypeError, ValueError):
-        return str(value)
+    except (TypeError, ValueError, RecursionError):
+        return '(unprintable)'
 
 
 class Subscription:
