@@ -511,12 +511,20 @@ def output_json(node, prefix):
         node.client.output) if line.startswith(head)]
 
 
+# Klipper logs this once when nobody reads its pty and the buffer is full
+# (thousands of '!!' lines): the module's frames show only as the context
+# of the G-code error being reported; it is no failure of the module.
+PTY_FULL_RE = re.compile(
+    r'Write g-code response\nTraceback \(most recent call last\):\n'
+    r'.*?\nBlockingIOError: [^\n]*\n', re.S)
+
+
 def assert_clean_log(node):
     """No shutdown or crash path was taken, and no traceback went through
     the module (Klipper logs tracebacks of its own, action_raise_error)."""
-    log = node.log_text()
+    log = PTY_FULL_RE.sub('', node.log_text())
     for bad in ('Unhandled exception', 'Internal error',
                 'Repeat unhandled exception'):
         assert bad not in log, node.log_tail(60)
-    assert not re.search(r'File "[^"]*/router/[^"]*"', log), \
-        node.log_tail(80)
+    m = re.search(r'File "[^"]*/router/[^"]*"', log)
+    assert m is None, log[max(0, m.start() - 2000):m.end() + 500]
