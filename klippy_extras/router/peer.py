@@ -22,7 +22,8 @@ class PeerError(Exception):
 class Peer:
     def __init__(self, router, name, socket_path, request_timeout,
                  first_delay, max_delay, on_connect, on_disconnect,
-                 is_self=False, serve_remote_methods=True):
+                 is_self=False, serve_remote_methods=True,
+                 allow=frozenset()):
         self.router = router
         # The link to this instance's own socket carries its macros'
         # action_call_remote_method("router/...") calls.
@@ -30,7 +31,7 @@ class Peer:
         self.serve_remote_methods = serve_remote_methods
         self.has_module = False
         self.remote_macros = frozenset()
-        self.allow = frozenset()           # what the peer may do here
+        self.allow = allow                 # what the peer may do here
         self.remote_allow = None           # what it lets us do there
         self.reactor = router.reactor
         self.name = name

@@ -155,8 +155,7 @@ class Router:
         allow = self._allow(config)
         peer = Peer(self, name, os.path.expanduser(socket_path),
                     request_timeout, first, maximum, on_connect,
-                    on_disconnect, serve_remote_methods=serve)
-        peer.allow = allow
+                    on_disconnect, serve_remote_methods=serve, allow=allow)
         if standing is not None:
             peer.subs.add(standing)
         self.peers[name] = peer
