@@ -5,7 +5,7 @@
 # error and a link reset, nothing else.
 #
 # This file may be distributed under the terms of the GNU GPLv3 license.
-import json, os, random, re, select, socket, threading, time
+import json, math, os, random, re, select, socket, threading, time
 import pytest
 from harness import ApiError, Mesh, wait_until
 
@@ -1158,13 +1158,32 @@ class Fuzzer:
     def request(self, node_name, method, params, seed):
         self.count += 1
         what = (seed, node_name, method, str(params)[:300])
+        # Mainline Klipper decodes requests with msgspec, which drops one
+        # holding NaN or Infinity without a reply: it never reaches the
+        # module. Other flavors pass it on.
+        nonfinite = has_nonfinite(params)
         try:
-            self.mesh[node_name].client.request(method, params, timeout=10.)
+            self.mesh[node_name].client.request(
+                method, params, timeout=3. if nonfinite else 10.)
         except ApiError:
             self.errors += 1
         except TimeoutError:
-            raise AssertionError("no reply (a hang) to %r" % (what,))
+            if not nonfinite:
+                raise AssertionError("no reply (a hang) to %r" % (what,))
         self.check(what)
+
+
+def has_nonfinite(value):
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            return True
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+    return False
 
 
 def finish_fuzz(mesh, fuzzer, minimum):
