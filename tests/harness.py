@@ -202,12 +202,7 @@ class Klippy:
             self._client = None
         if self.alive():
             self.proc.send_signal(signal.SIGCONT)
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+            terminate(self.proc)
 
     def fd_count(self, kind=''):
         """Open fds, or only those whose link starts with kind
@@ -230,6 +225,16 @@ class Klippy:
 
     def log_tail(self, n=40):
         return '\n'.join(self.log_text().splitlines()[-n:])
+
+
+def terminate(proc):
+    """SIGTERM, then SIGKILL if it is still there after 10 s."""
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
 
 
 class ApiClient:
@@ -413,7 +418,7 @@ class Mesh:
 
 
 MOONRAKER = os.environ.get('MOONRAKER_BIN') or os.path.join(
-    ROOT, '.venv-moonraker', 'bin', 'moonraker')
+    ROOT, '.venv', 'moonraker', 'bin', 'moonraker')
 
 MOONRAKER_CONFIG = """
 [server]
@@ -495,12 +500,7 @@ class Moonraker:
 
     def stop(self):
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+            terminate(self.proc)
 
 
 def output_json(node, prefix):
