@@ -13,7 +13,7 @@ import argparse, json, os, random, select, socket, sys, time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))), 'tests'))
-from harness import Mesh, Runtime  # noqa: E402
+from harness import Mesh, Runtime, percentile  # noqa: E402
 
 HANDLER = """
 [gcode_macro BENCH_REC]
@@ -25,10 +25,6 @@ gcode: BENCH_REC
 """
 
 
-def percentile(values, p):
-    values = sorted(values)
-    return values[min(len(values) - 1, int(round(p / 100. * (len(values)
-                                                              - 1))))]
 
 
 class Listener:

@@ -13,16 +13,13 @@ import argparse, http.client, os, random, sys, time, urllib.parse
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))), 'tests'))
-from harness import ApiClient, Mesh, Moonraker, Runtime  # noqa: E402
+from harness import (ApiClient, Mesh, Moonraker, Runtime,  # noqa: E402
+                     percentile as pct)
 
 NOP = "[gcode_macro NOP]\ngcode:\n"
 SCRIPT = "NOP"
 
 
-def pct(values, p):
-    values = sorted(values)
-    return values[min(len(values) - 1, int(round(p / 100. * (len(values)
-                                                              - 1))))]
 
 
 def main():

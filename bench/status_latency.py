@@ -11,7 +11,8 @@ import argparse, os, random, sys, threading, time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))), 'tests'))
-from harness import ApiClient, Mesh, Runtime, wait_until  # noqa: E402
+from harness import (ApiClient, Mesh, Runtime, percentile,  # noqa: E402
+                     wait_until)
 
 TARGET = """
 [gcode_macro MARK]
@@ -26,10 +27,6 @@ gcode:
 """
 
 
-def percentile(values, p):
-    values = sorted(values)
-    return values[min(len(values) - 1, int(round(p / 100. * (len(values)
-                                                              - 1))))]
 
 
 def run(samples):

@@ -1,7 +1,8 @@
 # Starts real klippy processes in file-output mode and talks to their API
 #
 # This file may be distributed under the terms of the GNU GPLv3 license.
-import json, os, re, shutil, signal, socket, subprocess, sys, tempfile
+import contextlib, json, os, re, shutil, signal, socket, subprocess, sys
+import tempfile
 import threading, time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -346,6 +347,12 @@ class ApiClient:
         return self.closed
 
 
+def percentile(values, p):
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(p / 100. * (len(values)
+                                                              - 1))))]
+
+
 def wait_until(predicate, timeout=10., interval=.02, what="condition"):
     deadline = time.monotonic() + timeout
     last = None
@@ -410,6 +417,19 @@ class Mesh:
                     return False
             return True
         wait_until(all_ready, timeout, what="all links ready")
+
+    @contextlib.contextmanager
+    def running(self):
+        """Started, links ready, each node's API client open; closed on
+        exit even when the start fails (no klippy left behind)."""
+        try:
+            self.start()
+            self.wait_links()
+            for node in self.nodes.values():
+                node.client
+            yield self
+        finally:
+            self.close()
 
     def close(self):
         for node in self.nodes.values():

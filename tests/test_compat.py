@@ -119,14 +119,8 @@ def pair(runtime):
     m = Mesh(runtime)
     m.add_router_node('main', ['led'], COMMON + OLD_MACROS)
     m.add_router_node('led', ['main'], COMMON)
-    try:
-        m.start()
-        m.wait_links()
-        for node in m.nodes.values():
-            node.client
+    with m.running():
         yield m
-    finally:
-        m.close()
 
 
 def test_router_endpoints_for_api_clients(pair):

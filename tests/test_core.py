@@ -87,12 +87,8 @@ def trio(runtime):
     tests that leave every instance as they found it."""
     from harness import Mesh
     m = build(Mesh(runtime))
-    try:
-        m.start()
-        m.wait_links()
+    with m.running():
         yield m
-    finally:
-        m.close()
 
 
 @pytest.mark.parametrize('order', [('main', 'led', 'afc'),

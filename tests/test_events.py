@@ -52,14 +52,8 @@ def build(runtime):
 @pytest.fixture(scope='module')
 def trio(runtime):
     m = build(runtime)
-    try:
-        m.start()
-        m.wait_links()
-        for node in m.nodes.values():
-            node.client
+    with m.running():
         yield m
-    finally:
-        m.close()
 
 
 def settle():

@@ -63,12 +63,8 @@ def pair(runtime):
     m = Mesh(runtime)
     m.add_router_node('main', ['led'], MACROS)
     m.add_router_node('led', ['main'], MACROS)
-    try:
-        m.start()
-        m.wait_links()
+    with m.running():
         yield m
-    finally:
-        m.close()
 
 
 def test_objects_list_and_query(pair):

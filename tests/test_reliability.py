@@ -1112,14 +1112,8 @@ def fuzz_pair(runtime):
     m = Mesh(runtime)
     m.add_router_node('main', ['led'], FUZZ_MACROS)
     m.add_router_node('led', ['main'], FUZZ_MACROS)
-    try:
-        m.start()
-        m.wait_links()
-        for node in m.nodes.values():
-            node.client
+    with m.running():
         yield m
-    finally:
-        m.close()
 
 
 class Fuzzer:
