@@ -15,35 +15,66 @@ def test_encode_is_compact_and_refuses_nan():
         framing.encode({'a': float('nan')})
 
 
+def feed_all(splitter, data):
+    return [framing.decode(f) for f in splitter.feed(data)]
+
+
 def test_decoder_splits_frames_across_reads():
-    d = framing.FrameDecoder(100)
-    assert d.feed(b'{"a":1}\x03{"b"') == [{'a': 1}]
-    assert d.feed(b':2}') == []
-    msgs = d.feed(b'\x03\x03{"c":NaN}\x03')
+    d = framing.FrameSplitter(100)
+    assert feed_all(d, b'{"a":1}\x03{"b"') == [{'a': 1}]
+    assert feed_all(d, b':2}') == []
+    msgs = feed_all(d, b'\x03\x03{"c":NaN}\x03')
     assert msgs[0] == {'b': 2} and len(msgs) == 2
     # Stdlib-json peers send a bare NaN token: accepted
     assert msgs[1]['c'] != msgs[1]['c']
 
 
+def test_splitter_is_linear_in_the_bytes_fed():
+    # A frame fed a byte at a time: each feed copies nothing it has seen
+    d = framing.FrameSplitter(1 << 20)
+    frame = b'{"a":"' + b'x' * 200000 + b'"}'
+    for i in range(0, len(frame), 1000):
+        assert d.feed(frame[i:i + 1000]) == []
+    assert d.feed(b'\x03') == [frame]
+
+
 @pytest.mark.parametrize('data', [
     b'not json\x03', b'[1,2]\x03', b'"text"\x03', b'\xff\xfe\x03',
     b'[' * 100000 + b']' * 100000 + b'\x03',
+    b'{"a":' + b'1' * 5000 + b'}\x03',
+    b'{"a":[' + b'[],' * 200000 + b'[]]}\x03',
 ])
 def test_decoder_rejects_garbage(data):
     with pytest.raises(framing.ProtocolError):
-        framing.FrameDecoder(1 << 30).feed(data)
+        feed_all(framing.FrameSplitter(1 << 30), data)
 
 
 def test_decoder_bounds_frames_with_and_without_terminator():
-    d = framing.FrameDecoder(10)
+    d = framing.FrameSplitter(10)
     with pytest.raises(framing.ProtocolError):
         d.feed(b'x' * 11)
-    d = framing.FrameDecoder(10)
+    d = framing.FrameSplitter(10)
     d.feed(b'x' * 6)
     with pytest.raises(framing.ProtocolError):
         d.feed(b'x' * 6)
     with pytest.raises(framing.ProtocolError):
-        framing.FrameDecoder(10).feed(b'{"a":"0123456789"}\x03')
+        framing.FrameSplitter(10).feed(b'{"a":"0123456789"}\x03')
+
+
+def test_token_budget_passes_string_heavy_frames():
+    # Text (a config file's macros) is cheap to decode: a large frame of it
+    # passes, while the same size of tiny arrays does not.
+    text = ('gcode:\n  G1 X10 Y20 F3000\n  M117 Homing, please wait: done.'
+            ' ' * 3)
+    msg = {'id': 1, 'result': {'status': {'configfile': {
+        'config': {'gcode_macro M%d' % i: {'gcode': text * 20}
+                   for i in range(400)}}}}}
+    frame = framing.encode(msg)[:-1]
+    assert len(frame) > 1000000
+    assert framing.decode(frame) == msg
+    with pytest.raises(framing.ProtocolError) as e:
+        framing.check_cost(b'[' + b'[],' * 300000 + b'[]]')
+    assert 'JSON tokens' in str(e.value)
 
 
 def test_tracker_resolves_each_request_once():
@@ -99,13 +130,18 @@ def test_backoff_grows_caps_and_resets():
     assert abs(j.next_delay() - .9) < 1e-9
 
 
-def test_unescape_script():
-    u = gcode_text.unescape_script
-    assert u('G28') == 'G28'
-    assert u(r'G28\nG1 X10') == 'G28\nG1 X10'
-    assert u(r'M117 a\\nb') == 'M117 a\\nb'
-    assert u('trailing\\') == 'trailing\\'
-    assert u(r'\t stays') == r'\t stays'
+def test_clean_text_maps_every_control_character():
+    c = gcode_text.clean_text
+    assert c('a\nb\rc\x00d\te\x1bf\x7fg\x85h\u2028i\u2029j') == (
+        'a b c d e f g h i j')
+    exact = 'quotes \'"; #*= Ünïcödé \\n stays'
+    assert c(exact) == exact
+    assert c(12.5) == '12.5'
+    assert gcode_text.has_control('x\ny') and not gcode_text.has_control(exact)
+    # A G-code line built from peer text is one line, one parameter each
+    line = gcode_text.command_line('CB', {'A': 'x\nM112', 'B': 'a" C="1'})
+    assert '\n' not in line
+    assert line == 'CB A="x M112" B="a\\" C=\\"1"'
 
 
 def test_names_and_seconds():
@@ -119,10 +155,18 @@ def test_names_and_seconds():
 
 
 def test_decoder_refuses_deep_nesting_it_would_not_encode_again():
-    ok = b'{"a":' + b'[' * 30 + b']' * 30 + b'}\x03'
-    assert framing.FrameDecoder(1 << 20).feed(ok)
+    ok = b'{"a":' + b'[' * 31 + b']' * 31 + b'}\x03'
+    assert feed_all(framing.FrameSplitter(1 << 20), ok)
     deep = b'{"a":' + b'[' * 200 + b'1' + b']' * 200 + b'}\x03'
     with pytest.raises(framing.ProtocolError) as e:
-        framing.FrameDecoder(1 << 20).feed(deep)
+        feed_all(framing.FrameSplitter(1 << 20), deep)
     assert 'deeper than' in str(e.value)
-    assert framing.depth({'a': [{'b': 1}, []]}) == 3
+
+
+@pytest.mark.parametrize('text,level', [
+    (b'{}', 1), (b'{"a":[{"b":1},[]]}', 3), (b'{"a":"[[[[{{"}', 1),
+    (b'{"a":"\\\\","b":[[]]}', 3), (b'{"a":"\\"[\\"","b":[]}', 2),
+    (b'[' * 32 + b']' * 32, 32), (b'[' * 40 + b']' * 40, 33),
+    (b'[[]', 33), (b'[]]', 33)])
+def test_depth_is_read_from_the_bytes(text, level):
+    assert framing.depth(text) == level

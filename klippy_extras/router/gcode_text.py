@@ -17,22 +17,21 @@ def check_name(name):
     return name
 
 
-def unescape_script(text):
-    """A G-code line cannot hold a newline, so SCRIPT uses the two
-    characters '\\n' to separate commands; '\\\\' is a literal backslash."""
-    if '\\' not in text:
-        return text
-    out = []
-    i, n = 0, len(text)
-    while i < n:
-        c = text[i]
-        if c == '\\' and i + 1 < n and text[i + 1] in 'n\\':
-            out.append('\n' if text[i + 1] == 'n' else '\\')
-            i += 2
-            continue
-        out.append(c)
-        i += 1
-    return ''.join(out)
+# Klipper splits scripts into lines on '\n' only, but C1 controls and the
+# Unicode line separators end a line for str.splitlines() and for consoles.
+_CONTROL_RE = re.compile('[\x00-\x1f\x7f-\x9f\u2028\u2029]')
+
+
+def clean_text(value):
+    """The one rule for text from another instance that becomes a G-code
+    parameter or a console line here: control characters (newline, CR,
+    NUL, ...) become spaces, every other character stays exact."""
+    text = value if isinstance(value, str) else str(value)
+    return _CONTROL_RE.sub(' ', text)
+
+
+def has_control(text):
+    return _CONTROL_RE.search(text) is not None
 
 
 def parse_seconds(text, minimum=0.001, maximum=86400.):
@@ -46,16 +45,13 @@ def parse_seconds(text, minimum=0.001, maximum=86400.):
     return value
 
 
-_CONTROL_RE = re.compile(r'[\x00-\x1f\x7f]')
-
-
 def quote_value(value):
     """A parameter value for a G-code line that cannot add a command or a
     parameter: control characters (newlines) become spaces, and the value
     is double-quoted with '\\' and '"' escaped, as Klipper's shlex reads it.
     Only for lines that must be text (native commands, peers without the
     module); macros here get their parameters without any line."""
-    text = _CONTROL_RE.sub(' ', str(value))
+    text = clean_text(value)
     if text and re.match(r'^[A-Za-z0-9_.:+/-]+$', text):
         return text
     return '"%s"' % (text.replace('\\', '\\\\').replace('"', '\\"'),)

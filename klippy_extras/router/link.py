@@ -6,7 +6,11 @@ from . import framing, rpc
 from .backoff import Backoff
 
 MAX_SEND_BUFFER = 4 * 1024 * 1024   # bytes queued for a peer not reading
-MAX_FRAME = 8 * 1024 * 1024         # one message from a peer
+# One message from a peer. Decoding one takes up to about 25 ms here (see
+# framing.MAX_TOKENS): the full configfile status of a large config fits.
+MAX_FRAME = 2 * 1024 * 1024
+MAX_INBOX = 2 * MAX_FRAME           # received, not decoded: then stop reading
+INBOX_SLICE = .005                  # s of decoding before yielding
 READ_CHUNK = 65536
 MAX_READS_PER_WAKE = 16             # then let the rest of the reactor run
 # Requests sent and not answered, per link. Klipper turns every request it
@@ -50,13 +54,15 @@ class PeerLink:
         self._closing = False
         self._write_wake = False
         self._send_buf = bytearray()
-        self._decoder = framing.FrameDecoder(MAX_FRAME)
+        self._splitter = framing.FrameSplitter(MAX_FRAME)
         self._requests = rpc.RequestTracker()
         self._in_flight = set()
         self._waiting = collections.deque()   # (request id, frame bytes)
         self._waiting_bytes = 0
-        self._inbox = collections.deque()
+        self._inbox = collections.deque()   # raw frames, decoded in order
+        self._inbox_bytes = 0
         self._inbox_scheduled = False
+        self._reading = True
         self._connect_timer = reactor.register_timer(self._connect_event)
         self._timeout_timer = reactor.register_timer(self._timeout_event)
 
@@ -135,10 +141,12 @@ class PeerLink:
         self.connected = False
         self._closing = False
         self._write_wake = False
+        self._reading = True
         self.generation += 1
         del self._send_buf[:]
-        self._decoder.reset()
+        self._splitter.reset()
         self._inbox.clear()
+        self._inbox_bytes = 0
         self._in_flight.clear()
         self._waiting.clear()
         self._waiting_bytes = 0
@@ -171,7 +179,7 @@ class PeerLink:
 
     # fd callbacks: bytes only
     def _read_event(self, eventtime):
-        if self._closing or self.sock is None:
+        if self._closing or self.sock is None or not self._reading:
             return
         try:
             for i in range(MAX_READS_PER_WAKE):
@@ -186,7 +194,13 @@ class PeerLink:
                 if not data:
                     self._defer_close("connection closed by peer")
                     return
-                self._inbox.extend(self._decoder.feed(data))
+                frames = self._splitter.feed(data)
+                self._inbox.extend(frames)
+                self._inbox_bytes += sum(len(f) for f in frames)
+                if self._inbox_bytes > MAX_INBOX:
+                    # Decoding lags: let the peer wait (its socket fills)
+                    self._set_wake(reading=False)
+                    break
                 if len(data) < READ_CHUNK:
                     break
         except framing.ProtocolError as e:
@@ -220,33 +234,56 @@ class PeerLink:
             sent = 0
         if sent:
             del self._send_buf[:sent]
-        want_write = bool(self._send_buf)
-        if want_write != self._write_wake:
-            self._write_wake = want_write
-            self.reactor.set_fd_wake(self.fd_handle, True, want_write)
+        self._set_wake(writing=bool(self._send_buf))
 
-    # Message dispatch, from a reactor callback
+    def _set_wake(self, reading=None, writing=None):
+        reading = self._reading if reading is None else reading
+        writing = self._write_wake if writing is None else writing
+        if (reading, writing) != (self._reading, self._write_wake):
+            self._reading, self._write_wake = reading, writing
+            self.reactor.set_fd_wake(self.fd_handle, reading, writing)
+
+    # Message dispatch, from a reactor callback, in slices: a peer sending
+    # much costs this instance at most INBOX_SLICE at a time.
     def _process_inbox(self, eventtime):
         self._inbox_scheduled = False
         gen = self.generation
         inbox = self._inbox
+        end = self.reactor.monotonic() + INBOX_SLICE
         while inbox and gen == self.generation:
-            msg = inbox.popleft()
-            if 'id' in msg:
-                resolved = self._requests.resolve(msg)
-                if resolved is not None:
-                    self._in_flight.discard(msg['id'])
-                    callback, result, error = resolved
-                    self._call_listener(callback, result, error)
-                    continue
-                if 'method' not in msg:
-                    # A reply to a request that already timed out
-                    logging.debug("router: %s: stray reply %.200r",
-                                  self.path, msg)
-                    continue
-            self._call_listener(self.listener.link_push, msg)
+            if self.reactor.monotonic() > end:
+                self._inbox_scheduled = True
+                self.reactor.register_callback(self._process_inbox)
+                break
+            frame = inbox.popleft()
+            self._inbox_bytes -= len(frame)
+            try:
+                msg = framing.decode(frame)
+            except framing.ProtocolError as e:
+                logging.warning("router: %s sent bad data: %s", self.path, e)
+                self.close("protocol error: %s" % (e,))
+                return
+            self._dispatch(msg)
+        if (gen == self.generation and self.sock is not None
+                and not self._reading and self._inbox_bytes <= MAX_INBOX):
+            self._set_wake(reading=True)
         self._pump()
         self._arm_timeout()
+
+    def _dispatch(self, msg):
+        if 'id' in msg:
+            resolved = self._requests.resolve(msg)
+            if resolved is not None:
+                self._in_flight.discard(msg['id'])
+                callback, result, error = resolved
+                self._call_listener(callback, result, error)
+                return
+            if 'method' not in msg:
+                # A reply to a request that already timed out
+                logging.debug("router: %s: stray reply %.200r",
+                              self.path, msg)
+                return
+        self._call_listener(self.listener.link_push, msg)
 
     def _call_listener(self, func, *args):
         try:
