@@ -144,16 +144,22 @@ def test_wait0_scripts_run_once_in_order(trio):
     assert v['count'] == before + 100 and v['value'] == 100
 
 
-def test_script_text_is_kept_and_carries_several_commands(trio):
+def test_script_text_is_kept_and_is_one_command(trio):
     main, led = trio['main'], trio['led']
     out = led.client
-    n = len(out.output)
-    main.gcode(r"""ROUTER_GCODE_SCRIPT TARGET=led WAIT=1 SCRIPT="ECHO_PARAMS A='x y' B=c=d C=\"q\"\nMARK VALUE=21" """)
+    # Backslash-n is text, never a line break: one command arrives, with
+    # the characters as they were written
+    main.gcode(r"""ROUTER_GCODE_SCRIPT TARGET=led WAIT=1 SCRIPT="ECHO_PARAMS A='x y' B=c=d C=\"q\nMARK VALUE=21\"" """)
     line = out.wait_output(lambda l: l.startswith('// PARAMS'), 5.)
     assert json.loads(line[len('// PARAMS '):]) == {
-        'A': 'x y', 'B': 'c=d', 'C': 'q'}
-    assert led.macro_vars('MARK')['value'] == 21
-    assert len(out.output) > n
+        'A': 'x y', 'B': 'c=d', 'C': 'q\\nMARK VALUE=21'}
+    assert led.macro_vars('MARK')['value'] != 21
+    # Several commands: several lines, run in the order they were sent
+    before = led.macro_vars('MARK')['count']
+    main.gcode("\n".join("ROUTER_GCODE_SCRIPT TARGET=led SCRIPT='MARK"
+                         " VALUE=%d'" % (i,) for i in range(1, 31)))
+    wait_until(lambda: led.macro_vars('MARK')['count'] == before + 30, 10.)
+    assert led.macro_vars('MARK')['value'] == 30
 
 
 def test_peer_error_comes_back_naming_the_peer(trio):
@@ -161,12 +167,18 @@ def test_peer_error_comes_back_naming_the_peer(trio):
     with pytest.raises(ApiError) as e:
         main.gcode("ROUTER_GCODE_SCRIPT TARGET=led WAIT=1 SCRIPT=FAIL")
     assert "'led'" in str(e.value) and 'deliberate failure' in str(e.value)
-    # WAIT=0: the error arrives later as a '!!' line on the sender
+    # WAIT=0: the error arrives later as an informational line on the
+    # sender ('!!' is only the answer to the command that failed), and in
+    # printer.router
     out = main.client
+    n = len(out.output)
     main.gcode("ROUTER_GCODE_SCRIPT TARGET=afc SCRIPT=FAIL")
-    line = out.wait_output(lambda l: l.startswith('!! Router:')
+    line = out.wait_output(lambda l: l.startswith('// Router:')
                            and "'afc'" in l, 5.)
     assert 'deliberate failure' in line
+    assert not [l for l in out.output[n:] if l.startswith('!!')]
+    assert 'deliberate failure' in main.router_status()['peers']['afc'][
+        'last_failure']
     assert_all_ready(trio)
 
 
@@ -393,7 +405,7 @@ def test_hook_errors_are_reported_not_fatal(mesh):
     mesh.start('led')
     mesh.wait_links()
     line = out.wait_output(lambda l: "on_connect of peer 'led'" in l, 5.)
-    assert line.startswith('!! Router:') and 'deliberate failure' in line
+    assert line.startswith('// Router:') and 'deliberate failure' in line
     mesh['led'].restart()
     out.wait_output(lambda l: "on_disconnect of peer 'led'" in l, 5.)
     mesh.wait_links()

@@ -49,6 +49,9 @@ STAND_IN_CHAMBER = """
 [router]
 name: chamber
 
+[router main]
+socket: ~/printer_data/comms/klippy.sock
+
 [gcode_macro SET_HEATER_TEMPERATURE]
 variable_target: 0
 gcode:
@@ -63,7 +66,7 @@ gcode:
 
 def test_chamber_heater_main_side(mesh):
     main = mesh.add('main', example(mesh, 'chamber_heater/main.cfg'))
-    chamber = mesh.add('chamber', STAND_IN_CHAMBER)
+    chamber = mesh.add('chamber', with_sockets(mesh, STAND_IN_CHAMBER))
     mesh.start()
     mesh.wait_links()
     out = main.client

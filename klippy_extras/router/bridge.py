@@ -5,7 +5,7 @@
 #
 # This file may be distributed under the terms of the GNU GPLv3 license.
 import json, logging
-from . import events, gcode_text, subscriptions
+from . import events, gcode_text, subscriptions, trust
 from .peer import PeerError
 
 METHODS = ('router/gcode/script', 'router/event/subscribe',
@@ -31,6 +31,14 @@ class Bridge:
         self.router = router
         self.reactor = router.reactor
         self.runner = router.runner
+        self.handlers = {
+            'router/gcode/script': self._gcode_script,
+            'router/event/subscribe': self._event_subscribe,
+            'router/event/trigger': self._event_trigger,
+            'router/printers/list': self._printers_list,
+            'router/objects/list': self._objects_list,
+            'router/objects/query': self._objects_query,
+            'router/objects/subscribe': self._objects_subscribe}
         webhooks = router.printer.lookup_object('webhooks')
         for method in METHODS:
             webhooks.register_endpoint(method, self._handle_endpoint)
@@ -38,6 +46,7 @@ class Bridge:
     def register_remote_methods(self, peer):
         """Registers router/* on the peer's Klipper: its macros'
         action_call_remote_method calls then come to this link."""
+        peer.serving = True
         left = [len(METHODS)]
         def on_reply(result, error):
             if error is not None:
@@ -45,7 +54,7 @@ class Bridge:
                              " %s", peer.name, error)
             left[0] -= 1
             if left[0] == 0 and peer.is_self:
-                self.router.run_ready_hook()
+                self.router.own_methods_registered()
         for method in METHODS:
             try:
                 peer.request('register_remote_method', {
@@ -59,12 +68,15 @@ class Bridge:
 
     # Entry points
     def _handle_endpoint(self, web_request):
-        """An API client's request: callbacks run on this instance."""
+        """An API request. An instance that named itself in router/info
+        acts with what its [router NAME] allows here; other clients with
+        this instance's authority (they have gcode/script anyway)."""
         params = web_request.params
         if not isinstance(params, dict):
             raise web_request.error("params must be an object")
+        who = self.router.caller_of(web_request)
         completion = self.reactor.completion()
-        self.call(web_request.get_method(), params, None,
+        self.call(web_request.get_method(), params, who,
                   lambda res, err: completion.complete((res, err)))
         timeout = self.router.request_timeout
         result, error = completion.wait(
@@ -75,29 +87,37 @@ class Bridge:
 
     def handle_push(self, peer, msg):
         """A remote-method call pushed by a macro: on our own socket
-        (peer.is_self), or on a peer without the module."""
+        (this instance's macros), or on a served peer without the module
+        (with what its [router NAME] allows). Pushes on any other link
+        are not ours to take."""
+        if not (peer.is_self or peer.serving):
+            logging.info("router: ignored remote call from '%s', which this"
+                         " instance does not serve", peer.name)
+            return
         method = msg.get('method')
         params = msg.get('params')
-        caller = None if peer.is_self else peer
-        who = 'this instance' if caller is None else "'%s'" % (peer.name,)
-        if method not in METHODS or not isinstance(params, dict):
+        if method not in self.handlers or not isinstance(params, dict):
             logging.info("router: ignored remote call %.200r", msg)
             return
+        if peer.is_self:
+            who = trust.Caller.local(self.router.name)
+        else:
+            who = trust.Caller.served(peer, self.router.name)
         def done(result, error):
             if error is not None:
-                self.runner.report("%s from %s failed: %s"
-                                   % (method, who, error))
-        # Off the link's dispatch: handlers may send and wait
-        self.reactor.register_callback(
-            lambda e: self.call(method, params, caller, done))
+                self.runner.report("%s from '%s' failed: %s"
+                                   % (method, who.name, error),
+                                   None if peer.is_self else peer.name)
+        # Runs from the link's inbox callback, which is sliced: a flood of
+        # pushes costs the same per push, however long it is.
+        self.call(method, params, who, done)
 
-    def call(self, method, params, caller, done):
-        """Runs one method; done(result, error) is called once."""
+    def call(self, method, params, who, done):
+        """Runs one method for who (a trust.Caller); done(result, error)
+        is called once."""
         try:
-            handler = getattr(self, '_' + method.split('/', 1)[1].replace(
-                '/', '_'))
-            handler(params, caller, done)
-        except (BridgeError, ValueError) as e:
+            self.handlers[method](params, who, done)
+        except (BridgeError, trust.Refused, ValueError) as e:
             done(None, str(e))
         except self.router.printer.command_error as e:
             done(None, str(e))
@@ -106,9 +126,6 @@ class Bridge:
             done(None, "internal error: %s" % (type(e).__name__,))
 
     # Helpers
-    def _caller_name(self, caller):
-        return self.router.name if caller is None else caller.name
-
     def _peer(self, name, allow_self=True):
         """The Peer for a target name; this instance is its self link."""
         canon = gcode_text.check_name(name) if isinstance(name, str) else None
@@ -122,8 +139,9 @@ class Bridge:
             raise BridgeError("unknown target %.40r" % (name,))
         return peer
 
-    def _callback_param(self, params, required=False):
-        """gcode_callback, checked before anything is sent."""
+    def _callback_param(self, params, who, required=False):
+        """gcode_callback, checked before anything is sent: a macro that
+        runs on a served caller, or here (G-code here)."""
         macro = params.get('gcode_callback')
         if macro is None and not required:
             return None
@@ -131,14 +149,15 @@ class Bridge:
                 macro.strip().upper()):
             raise BridgeError("gcode_callback %.40r is not a macro name"
                               % (macro,))
+        who.require_callback_here()
         return macro.strip().upper()
 
-    def _run_callback(self, caller, macro, params, what):
+    def _run_callback(self, who, macro, params, what):
         """gcode_callback: a macro on the caller."""
-        if caller is None:
+        if who.peer is None:
             self.runner.call_macro(macro, params, what)
         else:
-            caller.run_line(gcode_text.command_line(macro, params), what)
+            who.peer.run_line(gcode_text.command_line(macro, params), what)
 
     def _request(self, peer, method, params, done, on_result):
         def on_reply(result, error):
@@ -154,8 +173,11 @@ class Bridge:
         except PeerError as e:
             raise BridgeError("'%s': %s" % (peer.name, e))
 
-    # The methods
-    def _gcode_script(self, params, caller, done):
+    # The methods. Each takes (params, who, done); who.require(action)
+    # first: what the caller may do here is also what it may do through
+    # here, where the target then applies its own allow: to this instance.
+    def _gcode_script(self, params, who, done):
+        who.require('gcode')
         script = _str(params, 'script')
         peer = self._peer(_str(params, 'target'))
         if peer.is_self:
@@ -171,7 +193,8 @@ class Bridge:
             raise BridgeError("'%s' cannot take G-code now: %s"
                               % (peer.name, e))
 
-    def _event_subscribe(self, params, caller, done):
+    def _event_subscribe(self, params, who, done):
+        who.require('events')
         event = events.check_event(params.get('event'))
         if event is None:
             raise BridgeError("invalid event name %.40r"
@@ -180,8 +203,12 @@ class Bridge:
         kind = params.get('callback_type', 'gcode')
         if kind not in ('gcode', 'webhook'):
             raise BridgeError("callback_type must be gcode or webhook")
-        target = params.get('callback_target') or self._caller_name(caller)
-        peer = self._peer(target)
+        own = who.peer.name if who.peer is not None else self.router.name
+        peer = self._peer(params.get('callback_target') or own)
+        if peer.name != own or who.peer is None:
+            # A handler that runs G-code (or calls an endpoint) anywhere
+            # but on a served caller itself is G-code done by this instance
+            who.require('gcode')
         bus = self.router.eventbus
         if peer.is_self:
             if kind == 'webhook':
@@ -197,22 +224,23 @@ class Bridge:
             done({'added': bus.subscribe(event, gcode, peer.name, kind)},
                  None)
 
-    def _event_trigger(self, params, caller, done):
+    def _event_trigger(self, params, who, done):
+        who.require('events')
         event = events.check_event(params.get('event'))
         if event is None:
             raise BridgeError("invalid event name %.40r"
                               % (params.get('event'),))
         context = params.get('context') or {}
         events.check_context(context)
-        missed = self.router.eventbus.trigger(event, context,
-                                              self._caller_name(caller))
+        missed = self.router.eventbus.trigger(event, context, who.name)
         done({'event': event, 'not_reached': missed}, None)
 
-    def _printers_list(self, params, caller, done):
+    def _printers_list(self, params, who, done):
+        who.require('query')
         printers = self.router.printers_list()
-        callback = self._callback_param(params)
+        callback = self._callback_param(params, who)
         if callback:
-            self._run_callback(caller, callback, {
+            self._run_callback(who, callback, {
                 'PRINTERS': json.dumps(printers, sort_keys=True,
                                        separators=(',', ':'))},
                 "gcode_callback of router/printers/list")
@@ -223,15 +251,16 @@ class Bridge:
             raise BridgeError(peer.refusal(action))
         return peer
 
-    def _objects_list(self, params, caller, done):
+    def _objects_list(self, params, who, done):
+        who.require('query')
         peer = self._permitted(self._peer(_str(params, 'target')), 'query')
-        callback = self._callback_param(params)
+        callback = self._callback_param(params, who)
         def on_result(result):
             names = result['objects']
             if not isinstance(names, list):
                 raise ValueError("objects is not a list")
             if callback:
-                self._run_callback(caller, callback, {
+                self._run_callback(who, callback, {
                     'OBJECTS': ','.join(str(n) for n in names),
                     'PRINTER': peer.name},
                     "gcode_callback of router/objects/list")
@@ -254,31 +283,33 @@ class Bridge:
         return {n: None if f is None else sorted(set(f))
                 for n, f in objects.items()}
 
-    def _objects_query(self, params, caller, done):
+    def _objects_query(self, params, who, done):
+        who.require('query')
         peer = self._permitted(self._peer(_str(params, 'target')), 'query')
         objects = self._objects(params)
-        callback = self._callback_param(params)
+        callback = self._callback_param(params, who)
         def on_result(result):
             status = result['status']
             if not isinstance(status, dict):
                 raise ValueError("status is not an object")
             if callback:
                 self._run_callback(
-                    caller, callback,
+                    who, callback,
                     subscriptions.callback_params(peer.name, status),
                     "gcode_callback of router/objects/query")
             return result
         self._request(peer, 'objects/query', {'objects': objects}, done,
                       on_result)
 
-    def _objects_subscribe(self, params, caller, done):
+    def _objects_subscribe(self, params, who, done):
+        who.require('subscribe')
         peer = self._permitted(self._peer(_str(params, 'target')),
                                'subscribe')
         objects = self._objects(params)
         for name in objects:
             subscriptions.check_followable(name)
-        callback = self._callback_param(params, required=True)
-        runs_on = None if caller is None else caller.name
+        callback = self._callback_param(params, who, required=True)
+        runs_on = None if who.peer is None else who.peer.name
         peer.subscribe(subscriptions.Subscription(callback, objects,
                                                   runs_on=runs_on))
         done({}, None)

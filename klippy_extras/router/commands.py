@@ -60,9 +60,15 @@ class RouterCommands:
         is_self = (gcode_text.check_name(gcmd.get('TARGET'))
                    == self.router.name)
         peer = None if is_self else self._target(gcmd)
-        script = gcode_text.unescape_script(gcmd.get('SCRIPT'))
+        # One command line, sent as it is: no escape in it can become a
+        # line break, so text a macro put into SCRIPT is never a second
+        # command. Several commands are several ROUTER_GCODE_SCRIPT lines.
+        script = gcmd.get('SCRIPT')
         if not script.strip():
             raise gcmd.error("SCRIPT is empty")
+        if gcode_text.has_control(script):
+            raise gcmd.error("SCRIPT holds a control character; give one"
+                             " command per ROUTER_GCODE_SCRIPT")
         wait = gcmd.get_int('WAIT', 0, minval=0, maxval=1)
         if is_self:
             # Symmetric configs may name this instance as a target
@@ -77,7 +83,8 @@ class RouterCommands:
             def report(result, error):
                 if error is not None:
                     self.router.runner.report(
-                        "script on '%s' failed: %s" % (peer.name, error))
+                        "script on '%s' failed: %s" % (peer.name, error),
+                        peer.name)
             self._send_script(gcmd, peer, script, report, timeout)
             return
         def send(callback):
@@ -181,16 +188,15 @@ class RouterCommands:
         except ValueError as e:
             raise gcmd.error("OBJECTS: %s" % (e,))
         callback = self._callback(gcmd, must_exist=True)
-        existing = peer.subs.subs.get(('', callback))
-        if existing is not None and existing.from_config:
-            raise gcmd.error("The subscription of %s to '%s' is set in the"
-                             " config (subscribe/on_update of [router %s])"
-                             % (callback or 'the mirror', peer.name,
-                                peer.name))
         if not peer.permits('subscribe'):
             raise gcmd.error("ROUTER_OBJECTS_SUBSCRIBE: %s"
                              % (peer.refusal('subscribe'),))
-        peer.subscribe(subscriptions.Subscription(callback, objects))
+        try:
+            peer.subscribe(subscriptions.Subscription(callback, objects))
+        except ValueError as e:
+            raise gcmd.error("ROUTER_OBJECTS_SUBSCRIBE to '%s': %s"
+                             " (subscribe/on_update of [router %s])"
+                             % (peer.name, e, peer.name))
         when = "" if peer.ready else " (from when '%s' is ready)" % (
             peer.name,)
         gcmd.respond_info("Following %s on '%s'%s%s" % (

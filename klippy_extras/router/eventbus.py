@@ -54,7 +54,8 @@ class EventBus:
                 def on_reply(result, error, peer=peer):
                     if error is not None:
                         self.runner.report("event '%s' not delivered to '%s':"
-                                           " %s" % (event, peer.name, error))
+                                           " %s" % (event, peer.name, error),
+                                           peer.name)
                 try:
                     peer.request(DELIVER, {'event': event, 'context': context,
                                            'source': source}, on_reply)
@@ -94,7 +95,7 @@ class EventBus:
             def on_reply(result, error):
                 if error is not None:
                     self.runner.report("%s on '%s' failed: %s"
-                                       % (what, peer.name, error))
+                                       % (what, peer.name, error), peer.name)
             peer.request('gcode/script', {'script': line}, on_reply)
         elif self.runner.find_macro(handler.command) is not None:
             self.runner.call_macro(handler.command, params, what)
@@ -114,7 +115,7 @@ class EventBus:
         def on_reply(result, error):
             if error is not None:
                 self.runner.report("%s on '%s' failed: %s"
-                                   % (what, peer.name, error))
+                                   % (what, peer.name, error), peer.name)
         peer.request(handler.command, dict(context), on_reply)
 
     # Delivery from a peer

@@ -12,7 +12,9 @@ PING_TIMEOUT = 5.        # unanswered this long: the peer is unresponsive
 HANDSHAKE_TIMEOUT = 10.
 KLIPPER_STATES = ('startup', 'ready', 'error', 'shutdown')
 STATUS_TEMPLATE = {'router': 'status'}
-CLIENT_VERSION = "0.1.0"
+CLIENT_VERSION = "0.2.0"
+# What a peer that is connected but not ready still takes as G-code
+NOT_READY_COMMANDS = ('FIRMWARE_RESTART', 'RESTART', 'STATUS')
 
 
 class PeerError(Exception):
@@ -33,6 +35,10 @@ class Peer:
         self.remote_macros = frozenset()
         self.allow = allow                 # what the peer may do here
         self.remote_allow = None           # what it lets us do there
+        self.remote_known = True           # does it list this instance?
+        self.serving = False               # router/* registered on it
+        self.last_failure = ''
+        self._status_key = self._status = None
         self.reactor = router.reactor
         self.name = name
         self.socket_path = socket_path
@@ -71,6 +77,7 @@ class Peer:
     # Link listener
     def link_up(self):
         self.session_up = False
+        self.serving = False
         self.responsive = True
         self._ping_sent = None
         client_info = {'program': 'klipper-router', 'version': CLIENT_VERSION,
@@ -80,6 +87,7 @@ class Peer:
 
     def link_down(self, reason):
         self.session_up = False
+        self.serving = False
         self._ping_sent = None
         self.rtt = None
         self._set_state('disconnected', reason)
@@ -115,12 +123,15 @@ class Peer:
         # A peer without the module answers "No registered callback"
         self.has_module = error is None and isinstance(result, dict)
         self.remote_allow = None
+        self.remote_known = True
         if self.has_module and isinstance(result.get('allow'), list):
             self.remote_allow = frozenset(a for a in result['allow']
                                           if isinstance(a, str))
+            self.remote_known = result.get('known') is not False
         if len(self.subs) and not self.permits('subscribe'):
             self.router.runner.report(self.refusal('subscribe')
-                                      + ": its objects are not followed")
+                                      + ": its objects are not followed",
+                                      self.name)
         if self.has_module and not self.is_self:
             name = result.get('name')
             if name != self.name:
@@ -182,7 +193,6 @@ class Peer:
         self.state_message = message.strip()
         if changed:
             self.changed_at = self.reactor.monotonic()
-            self.router.peer_changed(self)
         self._update_ready()
 
     def _update_ready(self):
@@ -193,7 +203,6 @@ class Peer:
         self.ready = ready
         self.changed_at = self.reactor.monotonic()
         logging.info("router: peer %s: %s", self.name, self.describe())
-        self.router.peer_changed(self)
         self.router.peer_ready_changed(self, ready, self._reason())
 
     def _reason(self):
@@ -206,14 +215,12 @@ class Peer:
     # Subscriptions to the peer's objects, merged into one per connection
     def subscribe(self, sub):
         self.subs.add(sub)
-        self.router.peer_changed(self)
         if self.session_up:
             self._send_subscription()
 
     def unsubscribe(self, key):
         if self.subs.remove(key) and self.session_up:
             self._send_subscription()
-        self.router.peer_changed(self)
 
     def _send_subscription(self):
         objects = self.subs.merged() if self.permits('subscribe') else {}
@@ -256,7 +263,6 @@ class Peer:
     def _deliver(self, changes):
         if not changes:
             return
-        self.router.peer_changed(self)
         for sub, values in changes:
             if not sub.callback:
                 continue
@@ -301,7 +307,6 @@ class Peer:
             logging.info("router: peer %s %s", self.name,
                          "answers again" if responsive
                          else "stopped answering")
-            self.router.peer_changed(self)
             self._update_ready()
 
     # Requests
@@ -312,8 +317,9 @@ class Peer:
         except LinkError as e:
             raise PeerError(str(e))
 
-    def check_ready(self):
-        """Raises PeerError saying why G-code cannot go to the peer now."""
+    def check_ready(self, script=None):
+        """Raises PeerError saying why G-code cannot go to the peer now.
+        A connected peer that is not ready still takes a restart."""
         if not self.link.connected:
             raise PeerError("not connected (%s)"
                             % (self.link.last_error or "connecting",))
@@ -322,7 +328,9 @@ class Peer:
         if not self.responsive:
             raise PeerError("not responding (no answer for %.0f s)"
                             % (PING_TIMEOUT,))
-        if self.state != 'ready':
+        if self.state != 'ready' and not (
+                script is not None and script.split()[:1] and
+                script.split()[0].upper() in NOT_READY_COMMANDS):
             msg = self.state_message.split('\n')[0]
             raise PeerError("Klipper state is '%s'%s" % (
                 self.state, (": " + msg) if msg else ""))
@@ -338,12 +346,16 @@ class Peer:
         return self.remote_allow is None or action in self.remote_allow
 
     def refusal(self, action):
+        if not self.remote_known:
+            return ("'%s' does not know instance '%s': add [router %s] to"
+                    " %s's config" % (self.name, self.router.name,
+                                      self.router.name, self.name))
         return ("'%s' does not accept %s from '%s' (see allow: in its"
                 " [router %s])" % (self.name, action, self.router.name,
                                    self.router.name))
 
     def run_script(self, script, callback, timeout=None):
-        self.check_ready()
+        self.check_ready(script)
         if not self.permits('gcode'):
             raise PeerError(self.refusal('gcode'))
         # A peer with the module checks its allow option on router/gcode
@@ -355,7 +367,8 @@ class Peer:
         def on_reply(result, error):
             if error is not None:
                 self.router.runner.report("%s on '%s' failed: %s"
-                                          % (what, self.name, error))
+                                          % (what, self.name, error),
+                                          self.name)
         try:
             self.run_script(line, on_reply)
         except PeerError as e:
@@ -374,10 +387,23 @@ class Peer:
             return "not responding"
         return "connected, Klipper %s" % (self.state,)
 
+    def note_failure(self, text):
+        self.last_failure = text
+
     def get_status(self):
-        return {'connected': self.session_up, 'ready': self.ready,
+        # Cached against every value it shows: a change of any of them
+        # builds a new dict (Klipper's subscribers compare them).
+        key = (self.session_up, self.ready, self.state, self.state_message,
+               self.responsive, self.link.last_error, self.has_module,
+               self.last_failure, self.subs.version)
+        if key != self._status_key:
+            self._status_key = key
+            self._status = {
+                'connected': self.session_up, 'ready': self.ready,
                 'state': self.state, 'state_message': self.state_message,
                 'responsive': self.responsive,
                 'last_error': self.link.last_error,
+                'last_failure': self.last_failure,
                 'module': self.has_module,
                 'objects': self.subs.mirror_copy()}
+        return self._status

@@ -2,14 +2,13 @@
 #
 # This file may be distributed under the terms of the GNU GPLv3 license.
 import logging, os, weakref
-from . import commands, events, gcode_text, subscriptions
+from . import commands, events, gcode_text, subscriptions, trust
 from .bridge import Bridge
 from .eventbus import EventBus
 from .peer import Peer, CLIENT_VERSION
 from .runner import LocalRunner
 
 READY_HOOK_FALLBACK = 2.   # s: ROUTER_ON_READY even without the self link
-ACTIONS = ('gcode', 'query', 'subscribe', 'events')
 
 
 def _real_path(path):
@@ -34,9 +33,9 @@ class Router:
             'reconnect_max_delay', 1., minval=.01, maxval=600.)
         self.peers = {}
         self._own_socket = self._own_socket_path()
-        self._status = None
-        self._started = False
-        self.runner = LocalRunner(self.printer)
+        self._ready = False
+        self._announced = set()   # peers whose on_connect hooks ran
+        self.runner = LocalRunner(self.printer, self._note_report)
         self.gcode = self.printer.lookup_object('gcode')
         self.gcode_macro = self.printer.load_object(config, 'gcode_macro')
         self.bridge = Bridge(self)
@@ -48,6 +47,7 @@ class Router:
                                   self.reconnect_max_delay, None, None,
                                   is_self=True)
         self._ready_hook_done = False
+        self._methods_registered = False
         self._ready_hook_timer = None
         # API connection -> the instance name its router gave in router/info
         self.callers = weakref.WeakKeyDictionary()
@@ -58,6 +58,11 @@ class Router:
         self.printer.register_event_handler("klippy:disconnect",
                                             self._on_disconnect)
         commands.register(self)
+        # Links start once the reactor runs, whatever the start-up gives:
+        # an instance in startup, error or shutdown stays in the mesh, seen
+        # by its peers and restartable from them.
+        self._start_timer = self.reactor.register_timer(
+            self._start_links, self.reactor.NOW)
 
     def _own_socket_path(self):
         args = self.printer.get_start_args()
@@ -65,27 +70,37 @@ class Router:
         return _real_path(path) if path else None
 
     def _handle_info(self, web_request):
-        caller = gcode_text.check_name(web_request.get('name', None))
+        name = web_request.get('name', None)
+        caller = gcode_text.check_name(name)
+        if name is not None and caller is None:
+            raise web_request.error("router/info: %.40r is not an instance"
+                                    " name" % (name,))
         if caller is not None:
             self.callers[web_request.get_client_connection()] = caller
+        who = self.caller_of(web_request)
         web_request.send({'name': self.name, 'version': CLIENT_VERSION,
                           'peers': sorted(self.peers),
-                          'allow': sorted(self.allowed_for(caller))})
+                          'known': who.kind != trust.Caller.UNKNOWN,
+                          'allow': sorted(who.allow)})
 
     # Permissions: what [router NAME] allows that instance to do here
-    def allowed_for(self, caller):
-        peer = self.peers.get(caller or '')
-        return set(ACTIONS) if peer is None else set(peer.allow)
+    def caller_of(self, web_request):
+        """The Caller behind an API request: the instance its router
+        named in router/info on that connection, or this instance."""
+        name = self.callers.get(web_request.get_client_connection())
+        if name is None or name == self.name:
+            return trust.Caller.local(self.name)
+        peer = self.peers.get(name)
+        if peer is None:
+            return trust.Caller.unknown(name, self.name)
+        return trust.Caller.instance(name, peer.allow, self.name)
 
     def check_caller(self, web_request, action):
-        """Raises an API error if the calling router may not do this."""
-        caller = self.callers.get(web_request.get_client_connection())
-        if caller is not None and action not in self.allowed_for(caller):
-            raise web_request.error(
-                "'%s' does not accept %s from '%s' (allow: %s in [router %s]"
-                " on '%s')" % (self.name, action, caller, ', '.join(sorted(
-                    self.allowed_for(caller))) or 'nothing', caller,
-                    self.name))
+        """Raises an API error if the caller may not do this here."""
+        try:
+            self.caller_of(web_request).require(action)
+        except trust.Refused as e:
+            raise web_request.error(str(e))
 
     def _handle_gcode(self, web_request):
         # G-code from a peer's router: gcode/script, with its permission
@@ -159,18 +174,17 @@ class Router:
         if standing is not None:
             peer.subs.add(standing)
         self.peers[name] = peer
-        self._status = None
         return PeerSection(peer)
 
     def _allow(self, config):
-        text = config.get('allow', ', '.join(ACTIONS))
-        allow = [a.strip().lower() for a in text.split(',') if a.strip()]
-        bad = [a for a in allow if a not in ACTIONS]
+        allow, bad = trust.parse_allow(config.get(
+            'allow', ', '.join(trust.ACTIONS)))
         if bad:
             raise config.error(
                 "Option 'allow' in section '%s': unknown %s (choose from %s)"
-                % (config.get_name(), ', '.join(bad), ', '.join(ACTIONS)))
-        return frozenset(allow)
+                % (config.get_name(), ', '.join(bad),
+                   ', '.join(trust.ACTIONS)))
+        return allow
 
     def _standing_subscription(self, config):
         text = config.get('subscribe', None)
@@ -202,19 +216,34 @@ class Router:
         return self.peers.get(gcode_text.check_name(name) or '')
 
     # Lifecycle
-    def _on_ready(self):
-        # No pausing in a ready handler (mainline shuts down): only arm.
-        self._started = True
+    def _start_links(self, eventtime):
         for peer in self.all_links():
             peer.start()
+        return self.reactor.NEVER
+
+    def _on_ready(self):
+        # No pausing in a ready handler (mainline shuts down): only arm.
+        self._ready = True
+        # Peers that became ready while this instance was starting get
+        # their hooks now, as if they had connected at this moment.
+        for peer in self.peers.values():
+            if peer.ready:
+                self.peer_ready_changed(peer, True, 'ready')
         # ROUTER_ON_READY once this instance's own router/* remote methods
         # are registered, so its macros can call them at once.
-        self._ready_hook_timer = self.reactor.register_timer(
-            lambda e: self.run_ready_hook(),
-            self.reactor.monotonic() + READY_HOOK_FALLBACK)
+        if self._methods_registered:
+            self.run_ready_hook()
+        else:
+            self._ready_hook_timer = self.reactor.register_timer(
+                lambda e: self.run_ready_hook(),
+                self.reactor.monotonic() + READY_HOOK_FALLBACK)
+
+    def own_methods_registered(self):
+        self._methods_registered = True
+        self.run_ready_hook()
 
     def run_ready_hook(self):
-        if not self._ready_hook_done and self._started:
+        if not self._ready_hook_done and self._ready:
             self._ready_hook_done = True
             self.runner.call_macro('ROUTER_ON_READY', {},
                                    "hook ROUTER_ON_READY", missing_ok=True)
@@ -228,14 +257,16 @@ class Router:
 
     def _on_disconnect(self):
         # Must never raise: one raise skips every later disconnect handler.
-        self._started = False
+        self._ready = False
         self.runner.stop()
-        if self._ready_hook_timer is not None:
-            try:
-                self.reactor.unregister_timer(self._ready_hook_timer)
-            except Exception:
-                pass
-            self._ready_hook_timer = None
+        for attr in ('_ready_hook_timer', '_start_timer'):
+            timer = getattr(self, attr)
+            setattr(self, attr, None)
+            if timer is not None:
+                try:
+                    self.reactor.unregister_timer(timer)
+                except Exception:
+                    pass
         for peer in self.all_links():
             try:
                 peer.stop()
@@ -244,12 +275,16 @@ class Router:
                                   peer.name)
 
     # Called by peers
-    def peer_changed(self, peer):
-        self._status = None
-
     def peer_ready_changed(self, peer, ready, reason):
-        if not self._started or peer.is_self:
+        # Hooks are G-code: none runs before this instance is ready. Each
+        # ready peer is announced once, and its loss once.
+        if (peer.is_self or not self._ready
+                or ready == (peer.name in self._announced)):
             return
+        if ready:
+            self._announced.add(peer.name)
+        else:
+            self._announced.discard(peer.name)
         self._stock_lifecycle(peer, ready)
         if ready:
             template, macro = peer.on_connect, 'ROUTER_ON_CONNECTED'
@@ -266,8 +301,9 @@ class Router:
     def _stock_lifecycle(self, peer, ready):
         """The old bridge's lifecycle macros, on the peers without the
         module that this instance serves."""
-        served = [p for p in self.peers.values() if p.ready
-                  and not p.has_module and p.serve_remote_methods]
+        served = [p for p in self.peers.values()
+                  if p.name in self._announced and not p.has_module
+                  and p.serve_remote_methods]
         for other in served:
             if other is not peer:
                 self._stock_macro(other, 'ROUTER_ON_CONNECTED' if ready
@@ -275,8 +311,7 @@ class Router:
         if ready and peer in served:
             if 'ROUTER_ON_READY' in peer.remote_macros:
                 peer.run_line('ROUTER_ON_READY', 'hook ROUTER_ON_READY')
-            for name in [self.name] + [p.name for p in self.peers.values()
-                                       if p.ready and p is not peer]:
+            for name in [self.name] + sorted(self._announced - {peer.name}):
                 self._stock_macro(peer, 'ROUTER_ON_CONNECTED', name)
 
     def _stock_macro(self, peer, macro, printer_name):
@@ -299,15 +334,17 @@ class Router:
                         'module': peer.has_module})
         return out
 
-    # printer.router
+    def _note_report(self, text, peer_name):
+        peer = self.peers.get(peer_name or '')
+        if peer is not None:
+            peer.note_failure(text)
+
+    # printer.router: built on every call (each peer's part is cached
+    # against the values it is made of), so it is never stale.
     def get_status(self, eventtime=None):
-        status = self._status
-        if status is None:
-            status = self._status = {
-                'name': self.name,
+        return {'name': self.name,
                 'peers': {name: peer.get_status()
                           for name, peer in self.peers.items()}}
-        return status
 
 
 class EventSection:

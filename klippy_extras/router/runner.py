@@ -1,21 +1,28 @@
-# Runs G-code on this instance for the router: hooks and callbacks
+# Runs G-code on this instance for the router: hooks, callbacks, handlers
+#
+# Copyright (C) 2026  Klipper Router contributors
 #
 # This file may be distributed under the terms of the GNU GPLv3 license.
 import collections, logging
+from .gcode_text import clean_text
 
 MAX_QUEUED_JOBS = 1000
 SLICE = .002          # s of work before the drain yields to the reactor
 DROP_REPORT_INTERVAL = 5.
+MAX_REPORT = 300      # characters of one console report
 
 
 class LocalRunner:
     """One job at a time, in order, from a reactor callback (never from an
     fd callback, never inside a G-code handler: run_script there would
-    deadlock the G-code mutex). Errors are reported, never raised."""
-    def __init__(self, printer):
+    deadlock the G-code mutex). Errors are reported, never raised.
+    A job is (func, on_done, what): func() runs it and may raise a G-code
+    error; on_done(error) is told the outcome, or the error is reported."""
+    def __init__(self, printer, on_report=None):
         self.printer = printer
         self.reactor = printer.get_reactor()
         self.gcode = printer.lookup_object('gcode')
+        self.on_report = on_report
         self._jobs = collections.deque()
         self._running = False
         self._stopped = False
@@ -36,30 +43,37 @@ class LocalRunner:
                 return obj
         return None
 
+    def is_ready(self):
+        return self.printer.get_state_message()[1] == 'ready'
+
+    # What can be queued
     def run_script(self, script, what, on_done=None):
         """on_done(error) is called once the script ran (error None) or
         failed (the error text)."""
-        self._queue(('script', script, on_done, what))
+        self._queue(lambda: self.gcode.run_script(script), on_done, what)
 
     def run_template(self, template, what):
         """Rendered when it runs, so it sees the printer state of then."""
-        self._queue(('template', template, None, what))
+        self._queue(lambda: self._run_template(template), None, what)
 
     def call_macro(self, name, params, what, missing_ok=False):
         """Calls macro NAME with params as given: the values never pass the
-        G-code parser, so no text in them can add commands or parameters."""
-        self._queue(('macro', name, (params, missing_ok), what))
+        G-code parser, so no text in them can add a parameter, and control
+        characters are spaces, so none can add a line to the macro."""
+        params = {k: clean_text(v) for k, v in params.items()}
+        self._queue(lambda: self._run_macro(name, params, missing_ok, what),
+                    None, what)
 
-    def _queue(self, job):
+    def _queue(self, func, on_done, what):
         if self._stopped:
             return
         if len(self._jobs) >= MAX_QUEUED_JOBS:
             self.dropped += 1
             self._report_drops()
-            if job[0] == 'script' and job[2] is not None:
-                job[2]("this instance's router G-code queue is full")
+            if on_done is not None:
+                on_done("this instance's router G-code queue is full")
             return
-        self._jobs.append(job)
+        self._jobs.append((func, on_done, what))
         if not self._running:
             self._running = True
             self.reactor.register_callback(self._drain)
@@ -87,23 +101,8 @@ class LocalRunner:
                     reactor.pause(reactor.NOW)
                     slice_end = reactor.monotonic() + SLICE
                     continue
-                kind, name, extra, what = self._jobs.popleft()
-                on_done = extra if kind == 'script' else None
-                error = None
-                try:
-                    if kind == 'script':
-                        self.gcode.run_script(name)
-                    elif kind == 'template':
-                        script = name.render()
-                        if script.strip():
-                            self.gcode.run_script(script)
-                    else:
-                        self._run_macro(name, extra[0], extra[1], what)
-                except self.printer.command_error as e:
-                    error = str(e)
-                except Exception as e:
-                    logging.exception("router: %s", what)
-                    error = "internal error %s" % (type(e).__name__,)
+                func, on_done, what = self._jobs.popleft()
+                error = self._run_job(func, what)
                 if on_done is not None:
                     try:
                         on_done(error)
@@ -114,13 +113,30 @@ class LocalRunner:
         finally:
             self._running = False
 
+    def _run_job(self, func, what):
+        try:
+            func()
+        except self.printer.command_error as e:
+            return str(e)
+        except Exception as e:
+            logging.exception("router: %s", what)
+            return "internal error %s" % (type(e).__name__,)
+        return None
+
+    def _run_template(self, template):
+        # What gcode.run_script does, in a form every template has: Kalico's
+        # Python templates ('!' prefix) have no render()
+        with self.gcode.get_mutex():
+            template.run_gcode_from_command()
+
     def _run_macro(self, name, params, missing_ok, what):
         macro = self.find_macro(name)
         if macro is None:
             if not missing_ok:
-                self.report("%s failed: no macro named %s" % (what, name))
+                raise self.printer.command_error("no macro named %s"
+                                                 % (name,))
             return
-        if self.printer.get_state_message()[1] != 'ready':
+        if not self.is_ready():
             logging.info("router: %s skipped, printer not ready", what)
             return
         line = name.upper() + ''.join(
@@ -130,12 +146,23 @@ class LocalRunner:
         with self.gcode.get_mutex():
             macro.cmd(gcmd)
 
-    def report(self, msg):
-        logging.info("router: %s", msg)
+    def report(self, msg, peer=None):
+        """A failure that is not the answer to a command being run: an
+        informational console line ('//'), never '!!', which print hosts
+        on the pty take as a firmware error (OctoPrint cancels the print)."""
+        text = clean_text(msg).strip()
+        if len(text) > MAX_REPORT:
+            text = text[:MAX_REPORT - 3] + '...'
+        logging.info("router: %s", text)
+        if self.on_report is not None:
+            try:
+                self.on_report(text, peer)
+            except Exception:
+                logging.exception("router: cannot note report")
         try:
-            self.gcode.respond_raw("!! Router: %s" % (msg.strip(),))
+            self.gcode.respond_info("Router: %s" % (text,), log=False)
         except Exception:
-            logging.exception("router: cannot report error")
+            logging.exception("router: cannot report")
 
 
 def _show(value):

@@ -9,6 +9,7 @@
 import json, re
 
 MAX_OBJECTS = 100
+MAX_SUBSCRIPTIONS = 32     # per peer: each is a callback per update
 
 
 def parse_objects(text):
@@ -113,6 +114,7 @@ class SubscriptionSet:
     def __init__(self):
         self.subs = {}
         self.mirror = {}
+        self.version = 0          # changes whenever the mirror may have
         self._fresh = set()
 
     def __len__(self):
@@ -120,7 +122,15 @@ class SubscriptionSet:
 
     def add(self, sub):
         """Adds or replaces (same callback) a subscription. Returns True
-        when the merged request to the peer changes."""
+        when the merged request to the peer changes. Raises ValueError for
+        one that would replace a config subscription, or one too many."""
+        old = self.subs.get(sub.key)
+        if old is not None and old.from_config and not sub.from_config:
+            raise ValueError("the subscription of %s is set in the config"
+                             % (sub.callback or 'the mirror',))
+        if old is None and len(self.subs) >= MAX_SUBSCRIPTIONS:
+            raise ValueError("%d subscriptions to this peer already; remove"
+                             " one first" % (len(self.subs),))
         before = self.merged()
         self.subs[sub.key] = sub
         self._fresh.add(sub.key)
@@ -131,6 +141,7 @@ class SubscriptionSet:
         self.subs.pop(key, None)
         self._fresh.discard(key)
         after = self.merged()
+        self.version += 1
         for name in list(self.mirror):
             if name not in after:
                 del self.mirror[name]
@@ -163,6 +174,7 @@ class SubscriptionSet:
         what differs from what they saw. Returns [(sub, changes)]."""
         old = self.mirror
         self.mirror = {}
+        self.version += 1
         self._store(status)
         fresh, self._fresh = self._fresh, set()
         out = []
@@ -189,6 +201,7 @@ class SubscriptionSet:
         return out
 
     def _store(self, status):
+        self.version += 1
         merged = self.merged()
         for name, values in status.items():
             if name not in merged or not isinstance(values, dict):
