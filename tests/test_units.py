@@ -1,16 +1,16 @@
 # Unit tests of the router's pure logic (no klippy, no sockets)
 #
+# Copyright (C) 2026  Klipper Router contributors
+#
 # This file may be distributed under the terms of the GNU GPLv3 license.
-import os, sys
+import json
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))), 'klippy_extras'))
-from router import backoff, framing, gcode_text, rpc  # noqa: E402
+from router import backoff, framing, gcode_text, rpc
 
 
 def test_encode_is_compact_and_refuses_nan():
-    assert framing.encode({'a': [1, 'é']}) == b'{"a":[1,"\\u00e9"]}\x03'
+    assert framing.encode({'a': [1, 'é']}) == b'{"a":[1,"\\u00e9"]}'
     with pytest.raises(ValueError):
         framing.encode({'a': float('nan')})
 
@@ -69,7 +69,7 @@ def test_token_budget_passes_string_heavy_frames():
     msg = {'id': 1, 'result': {'status': {'configfile': {
         'config': {'gcode_macro M%d' % i: {'gcode': text * 20}
                    for i in range(400)}}}}}
-    frame = framing.encode(msg)[:-1]
+    frame = framing.encode(msg)
     assert len(frame) > 1000000
     assert framing.decode(frame) == msg
     with pytest.raises(framing.ProtocolError) as e:
@@ -78,18 +78,19 @@ def test_token_budget_passes_string_heavy_frames():
 
 
 def test_tracker_resolves_each_request_once():
-    t = rpc.RequestTracker()
-    i1, m1 = t.add('info', {}, 'cb1', 10.)
-    i2, m2 = t.add('gcode/script', {'script': 'G28'}, 'cb2', 5.)
-    assert m2 == {'id': i2, 'method': 'gcode/script',
-                  'params': {'script': 'G28'}}
+    t = rpc.RequestTracker(1 << 20)
+    i1, f1 = t.add('info', {}, 'cb1', 10., 0)
+    i2, f2 = t.add('gcode/script', {'script': 'G28'}, 'cb2', 5., 0)
+    assert json.loads(f2) == {'id': i2, 'method': 'gcode/script',
+                              'params': {'script': 'G28'}}
     assert i1 != i2 and len(t) == 2
     assert t.resolve({'id': i1, 'result': {'state': 'ready'}}) == (
         'cb1', {'state': 'ready'}, None)
     assert t.resolve({'id': i1, 'result': {}}) is None
     err = {'error': 'WebRequestError', 'message': 'Unknown thing\n'}
-    assert t.resolve({'id': i2, 'error': err}) == ('cb2', None,
-                                                   'Unknown thing')
+    cb, result, error = t.resolve({'id': i2, 'error': err})
+    assert (cb, result, error) == ('cb2', None, 'Unknown thing')
+    assert error.kind == rpc.REMOTE
     assert len(t) == 0
     # Unknown ids, wrong types, pushes: not replies
     for msg in ({'id': 999, 'result': {}}, {'id': '1', 'result': {}},
@@ -97,19 +98,50 @@ def test_tracker_resolves_each_request_once():
         assert t.resolve(msg) is None
 
 
-def test_tracker_deadlines():
-    t = rpc.RequestTracker()
-    a, _ = t.add('x', {}, 'a', 5.)
-    b, _ = t.add('x', {}, 'b', 3.)
-    c, _ = t.add('x', {}, 'c', 7.)
+def test_tracker_deadlines_and_loss_have_kinds():
+    t = rpc.RequestTracker(1 << 20)
+    a, _ = t.add('x', {}, 'a', 5., 0)
+    b, _ = t.add('x', {}, 'b', 3., 0)
+    c, _ = t.add('x', {}, 'c', 7., 0)
     assert t.next_deadline(None) == 3.
     t.resolve({'id': b, 'result': {}})
     assert t.next_deadline(None) == 5.
-    assert t.expire(6.) == [('a', 5.)]
+    [(cb, error)] = t.expire(6.)
+    assert cb == 'a' and error == 'timed out' and error.kind == rpc.TIMEOUT
     assert t.next_deadline(None) == 7.
-    assert t.fail_all() == ['c']
+    [(cb, error)] = t.fail_all('peer gone')
+    assert cb == 'c' and error.kind == rpc.LOST
+    assert error == 'connection lost (peer gone)'
     assert t.next_deadline('never') == 'never'
-    t.cancel(12345)
+
+
+def test_tracker_flow_control_keeps_order_and_budget():
+    t = rpc.RequestTracker(2000, max_in_flight=2, max_waiting=3)
+    sent = [t.add('s', {'n': i}, i, 10., 0) for i in range(5)]
+    # Two go out, three wait, in order; a priority request never waits
+    assert [f is not None for i, f in sent] == [True, True, False, False,
+                                               False]
+    ping, frame = t.add('ping', {}, 'p', 10., 0, priority=True)
+    assert frame is not None
+    with pytest.raises(rpc.Refused):
+        t.add('s', {}, 'x', 10., 0)          # 3 already waiting
+    t.resolve({'id': sent[0][0], 'result': {}})
+    assert t.pump(0) == ([], [])             # the ping is in flight too
+    t.resolve({'id': ping, 'result': {}})
+    frames, failed = t.pump(0)
+    assert [json.loads(f)['params']['n'] for f in frames] == [2] and not failed
+    # A waiting request whose deadline passed is dropped, not sent
+    t.expire(10.)
+    assert t.pump(0) == ([], [])
+    # The budget counts bytes written but unsent, plus what waits here
+    t = rpc.RequestTracker(200, max_in_flight=1)
+    t.add('s', {'x': 'a' * 50}, 1, 10., 0)
+    t.add('s', {'x': 'b' * 50}, 2, 10., 0)
+    with pytest.raises(rpc.Refused) as e:
+        t.add('s', {'x': 'c' * 50}, 3, 10., 120)
+    assert 'send buffer full' in str(e.value)
+    with pytest.raises(rpc.Refused):
+        t.add('s', {'x': float('nan')}, 4, 10., 0)
 
 
 def test_error_text_of_odd_errors():

@@ -1,5 +1,7 @@
 # Capped exponential backoff for reconnecting to an absent peer
 #
+# Copyright (C) 2026  Klipper Router contributors
+#
 # This file may be distributed under the terms of the GNU GPLv3 license.
 import random
 

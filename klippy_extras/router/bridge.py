@@ -3,9 +3,11 @@
 # registers on its own API socket (its macros' action_call_remote_method),
 # and as remote methods registered on peers that cannot load the module.
 #
+# Copyright (C) 2026  Klipper Router contributors
+#
 # This file may be distributed under the terms of the GNU GPLv3 license.
 import json, logging
-from . import events, gcode_text, subscriptions, trust
+from . import events, gcode_text, rpc, subscriptions, trust
 from .peer import PeerError
 
 METHODS = ('router/gcode/script', 'router/event/subscribe',
@@ -26,6 +28,68 @@ def _str(params, key, default=None):
     return value
 
 
+def register_remote_methods(peer, on_done):
+    """Registers router/* on the peer's Klipper: its macros'
+    action_call_remote_method calls then come to this link."""
+    left = [len(METHODS)]
+    def on_reply(result, error):
+        if error is not None:
+            logging.info("router: remote method not registered on %s:"
+                         " %s", peer.name, error)
+        left[0] -= 1
+        if left[0] == 0:
+            on_done()
+    for method in METHODS:
+        try:
+            peer.request('register_remote_method', {
+                'remote_method': method,
+                'response_template': {'router': PUSH_TEMPLATE,
+                                      'method': method}}, on_reply)
+        except PeerError as e:
+            logging.info("router: cannot register %s on %s: %s",
+                         method, peer.name, e)
+            return
+
+
+def event_param(params):
+    event = events.check_event(params.get('event'))
+    if event is None:
+        raise BridgeError("invalid event name %.40r" % (params.get('event'),))
+    return event
+
+
+def callback_param(params, who, required=False):
+    """gcode_callback, checked before anything is sent: a macro that
+    runs on a served caller, or here (G-code here)."""
+    macro = params.get('gcode_callback')
+    if macro is None and not required:
+        return None
+    if not isinstance(macro, str) or not gcode_text.MACRO_RE.match(
+            macro.strip().upper()):
+        raise BridgeError("gcode_callback %.40r is not a macro name"
+                          % (macro,))
+    who.require_callback_here()
+    return macro.strip().upper()
+
+
+def objects_param(params):
+    """objects: a dict of name to fields or null, or the OBJECTS text."""
+    objects = params.get('objects')
+    if isinstance(objects, str):
+        return subscriptions.parse_objects(objects)
+    if not isinstance(objects, dict) or not objects:
+        raise BridgeError("'objects' must map object names to a list of"
+                          " fields or null")
+    for name, fields in objects.items():
+        if not isinstance(name, str) or not (fields is None or (
+                isinstance(fields, list)
+                and all(isinstance(f, str) for f in fields))):
+            raise BridgeError("'objects' must map object names to a list"
+                              " of fields or null")
+    return {n: None if f is None else sorted(set(f))
+            for n, f in objects.items()}
+
+
 class Bridge:
     def __init__(self, router):
         self.router = router
@@ -43,28 +107,12 @@ class Bridge:
         for method in METHODS:
             webhooks.register_endpoint(method, self._handle_endpoint)
 
-    def register_remote_methods(self, peer):
-        """Registers router/* on the peer's Klipper: its macros'
-        action_call_remote_method calls then come to this link."""
+    def serve(self, peer):
+        """Takes the old bridge's calls of the peer's macros (or of this
+        instance's own, on its own link)."""
         peer.serving = True
-        left = [len(METHODS)]
-        def on_reply(result, error):
-            if error is not None:
-                logging.info("router: remote method not registered on %s:"
-                             " %s", peer.name, error)
-            left[0] -= 1
-            if left[0] == 0 and peer.is_self:
-                self.router.own_methods_registered()
-        for method in METHODS:
-            try:
-                peer.request('register_remote_method', {
-                    'remote_method': method,
-                    'response_template': {'router': PUSH_TEMPLATE,
-                                          'method': method}}, on_reply)
-            except PeerError as e:
-                logging.info("router: cannot register %s on %s: %s",
-                             method, peer.name, e)
-                return
+        register_remote_methods(peer, self.router.own_methods_registered
+                                if peer.is_self else (lambda: None))
 
     # Entry points
     def _handle_endpoint(self, web_request):
@@ -74,13 +122,14 @@ class Bridge:
         params = web_request.params
         if not isinstance(params, dict):
             raise web_request.error("params must be an object")
-        who = self.router.caller_of(web_request)
+        who = self.router.callers.caller_of(web_request)
         completion = self.reactor.completion()
         self.call(web_request.get_method(), params, who,
                   lambda res, err: completion.complete((res, err)))
         timeout = self.router.request_timeout
         result, error = completion.wait(
-            self.reactor.monotonic() + timeout + 1., (None, "timed out"))
+            self.reactor.monotonic() + timeout + 1.,
+            (None, rpc.Error("timed out", rpc.TIMEOUT)))
         if error is not None:
             raise web_request.error(error)
         web_request.send(result)
@@ -139,19 +188,6 @@ class Bridge:
             raise BridgeError("unknown target %.40r" % (name,))
         return peer
 
-    def _callback_param(self, params, who, required=False):
-        """gcode_callback, checked before anything is sent: a macro that
-        runs on a served caller, or here (G-code here)."""
-        macro = params.get('gcode_callback')
-        if macro is None and not required:
-            return None
-        if not isinstance(macro, str) or not gcode_text.MACRO_RE.match(
-                macro.strip().upper()):
-            raise BridgeError("gcode_callback %.40r is not a macro name"
-                              % (macro,))
-        who.require_callback_here()
-        return macro.strip().upper()
-
     def _run_callback(self, who, macro, params, what):
         """gcode_callback: a macro on the caller."""
         if who.peer is None:
@@ -195,10 +231,7 @@ class Bridge:
 
     def _event_subscribe(self, params, who, done):
         who.require('events')
-        event = events.check_event(params.get('event'))
-        if event is None:
-            raise BridgeError("invalid event name %.40r"
-                              % (params.get('event'),))
+        event = event_param(params)
         gcode = _str(params, 'gcode')
         kind = params.get('callback_type', 'gcode')
         if kind not in ('gcode', 'webhook'):
@@ -226,10 +259,7 @@ class Bridge:
 
     def _event_trigger(self, params, who, done):
         who.require('events')
-        event = events.check_event(params.get('event'))
-        if event is None:
-            raise BridgeError("invalid event name %.40r"
-                              % (params.get('event'),))
+        event = event_param(params)
         context = params.get('context') or {}
         events.check_context(context)
         missed = self.router.eventbus.trigger(event, context, who.name)
@@ -238,7 +268,7 @@ class Bridge:
     def _printers_list(self, params, who, done):
         who.require('query')
         printers = self.router.printers_list()
-        callback = self._callback_param(params, who)
+        callback = callback_param(params, who)
         if callback:
             self._run_callback(who, callback, {
                 'PRINTERS': json.dumps(printers, sort_keys=True,
@@ -251,64 +281,45 @@ class Bridge:
             raise BridgeError(peer.refusal(action))
         return peer
 
-    def _objects_list(self, params, who, done):
-        who.require('query')
-        peer = self._permitted(self._peer(_str(params, 'target')), 'query')
-        callback = self._callback_param(params, who)
-        def on_result(result):
-            names = result['objects']
-            if not isinstance(names, list):
-                raise ValueError("objects is not a list")
-            if callback:
-                self._run_callback(who, callback, {
-                    'OBJECTS': ','.join(str(n) for n in names),
-                    'PRINTER': peer.name},
-                    "gcode_callback of router/objects/list")
-            return {'objects': names}
-        self._request(peer, 'objects/list', {}, done, on_result)
+    def _target(self, params, who, action):
+        """The target peer, once both sides allow the action."""
+        who.require(action)
+        return self._permitted(self._peer(_str(params, 'target')), action)
 
-    def _objects(self, params):
-        objects = params.get('objects')
-        if isinstance(objects, str):
-            return subscriptions.parse_objects(objects)
-        if not isinstance(objects, dict) or not objects:
-            raise BridgeError("'objects' must map object names to a list of"
-                              " fields or null")
-        for name, fields in objects.items():
-            if not isinstance(name, str) or not (fields is None or (
-                    isinstance(fields, list)
-                    and all(isinstance(f, str) for f in fields))):
-                raise BridgeError("'objects' must map object names to a list"
-                                  " of fields or null")
-        return {n: None if f is None else sorted(set(f))
-                for n, f in objects.items()}
+    def _proxy(self, params, who, done, method, request, field, kind,
+               callback_params):
+        """A query of the target for the caller: the reply's field must be
+        of that kind; a gcode_callback gets callback_params(peer, value)."""
+        peer = self._target(params, who, 'query')
+        callback = callback_param(params, who)
+        def on_result(result):
+            value = result[field]
+            if not isinstance(value, kind):
+                raise ValueError("%s is not a %s" % (field, kind.__name__))
+            if callback:
+                self._run_callback(who, callback, callback_params(peer, value),
+                                   "gcode_callback of router/%s" % (method,))
+            return result
+        self._request(peer, method, request, done, on_result)
+
+    def _objects_list(self, params, who, done):
+        self._proxy(params, who, done, 'objects/list', {}, 'objects', list,
+                    lambda peer, names: {
+                        'OBJECTS': ','.join(str(n) for n in names),
+                        'PRINTER': peer.name})
 
     def _objects_query(self, params, who, done):
-        who.require('query')
-        peer = self._permitted(self._peer(_str(params, 'target')), 'query')
-        objects = self._objects(params)
-        callback = self._callback_param(params, who)
-        def on_result(result):
-            status = result['status']
-            if not isinstance(status, dict):
-                raise ValueError("status is not an object")
-            if callback:
-                self._run_callback(
-                    who, callback,
-                    subscriptions.callback_params(peer.name, status),
-                    "gcode_callback of router/objects/query")
-            return result
-        self._request(peer, 'objects/query', {'objects': objects}, done,
-                      on_result)
+        self._proxy(params, who, done, 'objects/query',
+                    {'objects': objects_param(params)}, 'status', dict,
+                    lambda peer, status: subscriptions.callback_params(
+                        peer.name, status))
 
     def _objects_subscribe(self, params, who, done):
-        who.require('subscribe')
-        peer = self._permitted(self._peer(_str(params, 'target')),
-                               'subscribe')
-        objects = self._objects(params)
+        peer = self._target(params, who, 'subscribe')
+        objects = objects_param(params)
         for name in objects:
             subscriptions.check_followable(name)
-        callback = self._callback_param(params, who, required=True)
+        callback = callback_param(params, who, required=True)
         runs_on = None if who.peer is None else who.peer.name
         peer.subscribe(subscriptions.Subscription(callback, objects,
                                                   runs_on=runs_on))

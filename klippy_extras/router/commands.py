@@ -1,15 +1,25 @@
 # The ROUTER_* G-code commands
 #
+# Copyright (C) 2026  Klipper Router contributors
+#
 # This file may be distributed under the terms of the GNU GPLv3 license.
 import json
-from . import events, gcode_text, subscriptions
+from . import gcode_text, rpc, session, subscriptions
+from .event_commands import COMMANDS as EVENT_COMMANDS, EventCommands
 from .peer import PeerError
 
 COMMANDS = ('ROUTER_PRINTERS_LIST', 'ROUTER_GCODE_SCRIPT',
             'ROUTER_OBJECTS_LIST', 'ROUTER_OBJECTS_QUERY',
-            'ROUTER_OBJECTS_SUBSCRIBE', 'ROUTER_OBJECTS_UNSUBSCRIBE',
-            'ROUTER_EVENT_SUBSCRIBE', 'ROUTER_EVENT_UNSUBSCRIBE',
-            'ROUTER_EVENT_TRIGGER')
+            'ROUTER_OBJECTS_SUBSCRIBE', 'ROUTER_OBJECTS_UNSUBSCRIBE')
+
+
+def register_commands(gcode, handlers, names):
+    """Registers each cmd_NAME of handlers with its cmd_NAME_help. They
+    work while this printer is not ready too (it can still tell peers)."""
+    for cmd in names:
+        gcode.register_command(cmd, getattr(handlers, 'cmd_' + cmd),
+                               when_not_ready=True,
+                               desc=getattr(handlers, 'cmd_%s_help' % cmd))
 
 
 class RouterCommands:
@@ -19,11 +29,6 @@ class RouterCommands:
         self.router = router
         self.printer = router.printer
         self.reactor = router.reactor
-        gcode = router.gcode
-        for cmd in COMMANDS:
-            func = getattr(self, 'cmd_' + cmd)
-            gcode.register_command(cmd, func, when_not_ready=True,
-                                   desc=getattr(self, 'cmd_%s_help' % cmd))
 
     def _target(self, gcmd):
         target = gcmd.get('TARGET')
@@ -99,16 +104,17 @@ class RouterCommands:
         send(lambda res, err: completion.complete((res, err)))
         # The link times the request out; the margin only guards that.
         result, error = completion.wait(
-            self.reactor.monotonic() + timeout + 1., (None, "timed out"))
+            self.reactor.monotonic() + timeout + 1.,
+            (None, rpc.Error("timed out", rpc.TIMEOUT)))
         if error is not None:
-            if error == "timed out":
+            if getattr(error, 'kind', None) == rpc.TIMEOUT:
                 error = "no reply within %.3g s%s" % (timeout, timeout_note)
             raise gcmd.error("%s on '%s' failed: %s" % (what, peer.name,
                                                         error))
         return result
 
     def _query(self, gcmd, peer, method, params, what):
-        if not peer.session_up:
+        if not peer.session.session_up:
             raise gcmd.error("%s: peer '%s' is %s" % (what, peer.name,
                                                       peer.describe()))
         if not peer.permits('query'):
@@ -158,8 +164,7 @@ class RouterCommands:
         "Print another instance's object values: TARGET=<peer>"
         " OBJECTS=<object[:field|field],...>")
     def cmd_ROUTER_OBJECTS_QUERY(self, gcmd):
-        peer = self._peer_target(gcmd)
-        objects = self._objects(gcmd)
+        peer, objects = self._peer_target(gcmd), self._objects(gcmd)
         result = self._query(gcmd, peer, 'objects/query',
                              {'objects': objects}, 'ROUTER_OBJECTS_QUERY')
         status = result.get('status')
@@ -180,8 +185,7 @@ class RouterCommands:
         "Follow another instance's objects: TARGET=<peer> OBJECTS=<list>"
         " [CALLBACK=<macro>]")
     def cmd_ROUTER_OBJECTS_SUBSCRIBE(self, gcmd):
-        peer = self._peer_target(gcmd)
-        objects = self._objects(gcmd)
+        peer, objects = self._peer_target(gcmd), self._objects(gcmd)
         try:
             for name in objects:
                 subscriptions.check_followable(name)
@@ -226,67 +230,6 @@ class RouterCommands:
         gcmd.respond_info("Removed %d subscription(s) to '%s'"
                           % (len(keys), peer.name), log=False)
 
-    def _event(self, gcmd):
-        text = gcmd.get('EVENT')
-        event = events.check_event(text)
-        if event is None:
-            raise gcmd.error("EVENT '%s' is not a valid event name (letters,"
-                             " digits and '_.:/-', at most 64)" % (text,))
-        return event
-
-    cmd_ROUTER_EVENT_SUBSCRIBE_help = (
-        "Run G-code here whenever an event fires in the mesh: EVENT=<name>"
-        " GCODE=<command>")
-    def cmd_ROUTER_EVENT_SUBSCRIBE(self, gcmd):
-        event = self._event(gcmd)
-        gcode = gcmd.get('GCODE')
-        try:
-            added = self.router.eventbus.subscribe(event, gcode)
-        except ValueError as e:
-            raise gcmd.error("ROUTER_EVENT_SUBSCRIBE: %s" % (e,))
-        gcmd.respond_info("Event '%s' runs %s%s" % (
-            event, ' '.join(gcode.split()), "" if added else
-            " (already subscribed)"), log=False)
-
-    cmd_ROUTER_EVENT_UNSUBSCRIBE_help = (
-        "Remove event handlers: EVENT=<name> [GCODE=<command>]")
-    def cmd_ROUTER_EVENT_UNSUBSCRIBE(self, gcmd):
-        event = self._event(gcmd)
-        try:
-            count = self.router.eventbus.unsubscribe(event,
-                                                     gcmd.get('GCODE', None))
-        except ValueError as e:
-            raise gcmd.error("ROUTER_EVENT_UNSUBSCRIBE: %s" % (e,))
-        gcmd.respond_info("Removed %d handler(s) of event '%s'"
-                          % (count, event), log=False)
-
-    cmd_ROUTER_EVENT_TRIGGER_help = (
-        "Fire an event on every instance of the mesh: EVENT=<name>"
-        " [KEY=VALUE ...] [CONTEXT=\"k=v,k=v\"]")
-    def cmd_ROUTER_EVENT_TRIGGER(self, gcmd):
-        event = self._event(gcmd)
-        context = {}
-        text = gcmd.get('CONTEXT', None)
-        if text is not None:
-            try:
-                context.update(events.parse_context(text))
-            except ValueError as e:
-                raise gcmd.error("CONTEXT: %s" % (e,))
-        for key, value in gcmd.get_command_parameters().items():
-            if key in ('EVENT', 'CONTEXT'):
-                continue
-            if key in events.RESERVED or not events.KEY_RE.match(key):
-                raise gcmd.error("ROUTER_EVENT_TRIGGER: '%s' cannot be a"
-                                 " context key" % (key,))
-            context[key] = value
-        missed = self.router.eventbus.trigger(event, context,
-                                              self.router.name)
-        if missed:
-            gcmd.respond_info("Event '%s' did not reach: %s" % (
-                event, ', '.join('%s (%s)' % item
-                                 for item in sorted(missed.items()))),
-                log=False)
-
     def _callback(self, gcmd, must_exist):
         callback = gcmd.get('CALLBACK', '').strip().upper()
         if not callback:
@@ -316,28 +259,30 @@ def duration(seconds):
 
 
 def describe_link(peer, now):
-    """One console line: state, for how long, round trip, last error."""
-    since = duration(now - peer.changed_at)
-    if peer.ready:
+    """One console line: phase, for how long, round trip, last error."""
+    s = peer.session
+    since = duration(now - s.changed_at)
+    phase = s.phase
+    if phase == session.READY:
         text = "ready for %s" % (since,)
-    elif not peer.session_up:
-        text = "%s for %s" % ("connecting" if peer.link.connected
-                              else "disconnected", since)
-    elif not peer.responsive:
-        text = "not responding for %s" % (since,)
-    else:
-        text = "connected, Klipper %s for %s" % (peer.state, since)
-        msg = peer.state_message.split('\n')[0].strip()
+    elif phase == session.NOT_READY:
+        text = "connected, Klipper %s for %s" % (s.state, since)
+        msg = s.state_message.split('\n')[0].strip()
         if msg:
             text += " (%s)" % (msg,)
-    if peer.session_up:
-        if peer.rtt is not None:
-            text += ", rtt %.1f ms" % (peer.rtt * 1000.,)
-        text += ", module" if peer.has_module else ", no module"
+    else:
+        text = "%s for %s" % ({session.UNRESPONSIVE: "not responding"}.get(
+            phase, phase), since)
+    if s.session_up:
+        if s.rtt is not None:
+            text += ", rtt %.1f ms" % (s.rtt * 1000.,)
+        text += ", module" if s.has_module else ", no module"
     elif peer.link.last_error:
         text += ": %s" % (peer.link.last_error,)
     return text
 
 
 def register(router):
-    return RouterCommands(router)
+    for handlers, names in ((RouterCommands(router), COMMANDS),
+                            (EventCommands(router), EVENT_COMMANDS)):
+        register_commands(router.gcode, handlers, names)

@@ -1,6 +1,8 @@
 # Mesh events on klippy: running handlers here, fanning a trigger out to
 # the peers, and the endpoint through which peers deliver theirs.
 #
+# Copyright (C) 2026  Klipper Router contributors
+#
 # This file may be distributed under the terms of the GNU GPLv3 license.
 import logging
 from . import events, gcode_text
@@ -120,7 +122,7 @@ class EventBus:
 
     # Delivery from a peer
     def _handle_deliver(self, web_request):
-        self.router.check_caller(web_request, 'events')
+        self.router.callers.check(web_request, 'events')
         event = events.check_event(web_request.get_str('event'))
         source = gcode_text.check_name(web_request.get_str('source'))
         if event is None or source is None:

@@ -6,6 +6,8 @@
 # G-code line when the command is a macro, so no context text can add a
 # command or a parameter.
 #
+# Copyright (C) 2026  Klipper Router contributors
+#
 # This file may be distributed under the terms of the GNU GPLv3 license.
 import re, shlex
 from .subscriptions import param_value

@@ -33,10 +33,11 @@ class ProtocolError(Exception):
 
 
 def encode(msg):
+    """The JSON text of a message (a frame, without its terminator)."""
     # allow_nan=False: a bare NaN token is rejected by msgspec-based peers
     # (mainline drops such a request without reply), so refuse it here.
     return json.dumps(msg, separators=(',', ':'), allow_nan=False).encode(
-        'ascii') + ETX
+        'ascii')
 
 
 class FrameSplitter:

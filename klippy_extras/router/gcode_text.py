@@ -1,5 +1,7 @@
 # Text helpers for G-code parameters: scripts, names, numbers, without I/O
 #
+# Copyright (C) 2026  Klipper Router contributors
+#
 # This file may be distributed under the terms of the GNU GPLv3 license.
 import math, re
 

@@ -5,6 +5,8 @@
 # replaces the first), so every local subscription to a peer is merged into
 # one request, and each update is split again per callback.
 #
+# Copyright (C) 2026  Klipper Router contributors
+#
 # This file may be distributed under the terms of the GNU GPLv3 license.
 import json, re
 

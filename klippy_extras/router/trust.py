@@ -77,11 +77,3 @@ class Caller:
 def unknown_text(here, name):
     return ("'%s' does not know instance '%s': add [router %s] to %s's"
             " config (with its socket and allow:)" % (here, name, name, here))
-
-
-def parse_allow(text):
-    """The allow option: comma-separated ACTIONS. Returns (frozenset,
-    [unknown words])."""
-    words = [a.strip().lower() for a in text.split(',') if a.strip()]
-    return (frozenset(a for a in words if a in ACTIONS),
-            [a for a in words if a not in ACTIONS])

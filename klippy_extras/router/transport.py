@@ -1,0 +1,259 @@
+# Bytes to and from a peer's API Unix socket, on klippy's reactor
+#
+# A transport only moves bytes and cuts them into frames: it dials (with
+# backoff), reads into frames, writes frames, closes. What the frames mean
+# is the link's business (link.py), so another transport (a websocket to a
+# remote Moonraker) can carry the same link.
+#
+# Copyright (C) 2026  Klipper Router contributors
+#
+# This file may be distributed under the terms of the GNU GPLv3 license.
+import errno, logging, socket
+from . import framing
+from .backoff import Backoff
+
+MAX_SEND_BUFFER = 4 * 1024 * 1024   # bytes queued for a peer not reading
+# One message from a peer. Decoding one takes up to about 25 ms here (see
+# framing.MAX_TOKENS): the full configfile status of a large config fits.
+MAX_FRAME = 2 * 1024 * 1024
+READ_CHUNK = 65536
+MAX_READS_PER_WAKE = 16             # then let the rest of the reactor run
+
+
+def drop_timer(reactor, timer):
+    """Unregisters a timer (or nothing) and returns None; never raises: it
+    runs from klippy:disconnect, where one raise skips every later
+    handler."""
+    if timer is not None:
+        try:
+            reactor.unregister_timer(timer)
+        except Exception:
+            pass
+    return None
+
+
+class TransportError(Exception):
+    """A frame could not be handed to the transport (not sent at all)."""
+
+
+def describe_os_error(e):
+    if e.errno == errno.ENOENT:
+        return "no socket at this path (peer not started?)"
+    if e.errno == errno.ECONNREFUSED:
+        return "connection refused (peer not listening)"
+    if e.errno in (errno.EAGAIN, errno.EWOULDBLOCK):
+        return "peer busy (connection backlog full)"
+    if e.errno in (errno.EACCES, errno.EPERM):
+        return "permission denied on the socket file"
+    return str(e) or type(e).__name__
+
+
+class UnixTransport:
+    """Moves bytes only in fd callbacks; everything it tells its owner
+    (up, frames, down) comes from reactor callbacks: in some flavors an fd
+    callback that unregisters an fd of the current poll batch (its own,
+    if write wake-up is set, or another link's) crashes the reactor.
+    The owner has transport_up(), transport_frames(frames) and
+    transport_down(reason); none of them may raise."""
+    def __init__(self, reactor, path, owner, first_delay, max_delay):
+        self.reactor = reactor
+        self.path = path
+        self.owner = owner
+        self.backoff = Backoff(first_delay, max_delay)
+        self.sock = self.fd_handle = None
+        self.connected = False
+        self.stopped = True
+        self.generation = 0
+        self.last_error = ""
+        self._closing = False
+        self._reading = True
+        self._write_wake = False
+        self._send_buf = bytearray()
+        self._splitter = framing.FrameSplitter(MAX_FRAME)
+        self._frames = []          # read, not yet handed to the owner
+        self._handoff = False
+        self._connect_timer = reactor.register_timer(self._connect_event)
+
+    def describe(self):
+        return self.path
+
+    # Lifecycle
+    def start(self):
+        self.stopped = False
+        self.reactor.update_timer(self._connect_timer, self.reactor.NOW)
+
+    def stop(self):
+        """Closes the socket and the timer; safe to call more than once.
+        Runs from klippy:disconnect, so it must never raise."""
+        self.stopped = True
+        try:
+            self._close("router stopped", notify=False)
+        except Exception:
+            logging.exception("router: error closing link %s", self.path)
+        self._connect_timer = drop_timer(self.reactor, self._connect_timer)
+
+    def _connect_event(self, eventtime):
+        if self.stopped or self.sock is not None:
+            return self.reactor.NEVER
+        sock = None
+        try:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.setblocking(False)
+            # A Unix stream connect completes at once or fails at once
+            # (EAGAIN when the peer's listen backlog is full).
+            sock.connect(self.path)
+        except (OSError, ValueError) as e:
+            if sock is not None:
+                sock.close()
+            error = (describe_os_error(e) if isinstance(e, OSError)
+                     else str(e))
+            if error != self.last_error:
+                logging.info("router: %s: %s", self.path, error)
+                self.last_error = error
+            return eventtime + self.backoff.next_delay()
+        self.sock = sock
+        self.fd_handle = self.reactor.register_fd(
+            sock.fileno(), self._read_event, self._write_event)
+        self.connected = True
+        self._closing = False
+        self.generation += 1
+        logging.info("router: connected to %s", self.path)
+        self.owner.transport_up()
+        return self.reactor.NEVER
+
+    def note_healthy(self):
+        """The session on this transport works: next outage starts fast."""
+        self.backoff.reset()
+
+    def close(self, reason):
+        """Drops the connection (from a timer or callback context only);
+        it dials again after the backoff delay."""
+        self._close(reason, notify=True)
+
+    def _close(self, reason, notify):
+        if self.sock is None:
+            return
+        # Unregister before close: a closed fd left in poll spins at 100 %
+        # CPU and a reused fd number would be delivered to the old callback.
+        self.reactor.unregister_fd(self.fd_handle)
+        self.fd_handle = None
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+        self.sock = None
+        self.connected = False
+        self._closing = False
+        self._write_wake = False
+        self._reading = True
+        self.generation += 1
+        del self._send_buf[:]
+        self._splitter.reset()
+        self._frames = []
+        self.last_error = reason
+        logging.info("router: link %s closed: %s", self.path, reason)
+        if notify:
+            self.owner.transport_down(reason)
+        if not self.stopped and self._connect_timer is not None:
+            self.reactor.update_timer(
+                self._connect_timer,
+                self.reactor.monotonic() + self.backoff.next_delay())
+
+    def _defer_close(self, reason):
+        if self._closing or self.sock is None:
+            return
+        self._closing = True
+        try:
+            self.reactor.set_fd_wake(self.fd_handle, False, False)
+        except Exception:
+            pass
+        gen = self.generation
+        def do_close(eventtime):
+            if gen == self.generation:
+                self.close(reason)
+        self.reactor.register_callback(do_close)
+
+    def pause_reading(self, paused):
+        """The owner lags behind: stop reading (the peer's writes block)."""
+        if self.sock is not None and not self._closing:
+            self._set_wake(reading=not paused)
+
+    # fd callbacks: bytes only
+    def _read_event(self, eventtime):
+        if self._closing or self.sock is None or not self._reading:
+            return
+        try:
+            for i in range(MAX_READS_PER_WAKE):
+                try:
+                    data = self.sock.recv(READ_CHUNK)
+                except OSError as e:
+                    if e.errno in (errno.EAGAIN, errno.EWOULDBLOCK,
+                                   errno.EINTR):
+                        break
+                    self._defer_close("read error: %s" % (e,))
+                    return
+                if not data:
+                    self._defer_close("connection closed by peer")
+                    return
+                self._frames.extend(self._splitter.feed(data))
+                if len(data) < READ_CHUNK:
+                    break
+        except framing.ProtocolError as e:
+            logging.warning("router: %s sent bad data: %s", self.path, e)
+            self._defer_close("protocol error: %s" % (e,))
+            return
+        except Exception:
+            logging.exception("router: read error on %s", self.path)
+            self._defer_close("internal read error")
+            return
+        if self._frames and not self._handoff:
+            self._handoff = True
+            self.reactor.register_callback(self._hand_off)
+
+    def _hand_off(self, eventtime):
+        self._handoff = False
+        frames, self._frames = self._frames, []
+        if frames and self.sock is not None:
+            self.owner.transport_frames(frames)
+
+    def _write_event(self, eventtime):
+        if self._closing or self.sock is None:
+            return
+        try:
+            self._flush()
+        except Exception:
+            logging.exception("router: write error on %s", self.path)
+            self._defer_close("internal write error")
+
+    def _flush(self):
+        try:
+            sent = self.sock.send(self._send_buf)
+        except OSError as e:
+            if e.errno not in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR):
+                self._defer_close("write error: %s" % (e,))
+                return
+            sent = 0
+        if sent:
+            del self._send_buf[:sent]
+        self._set_wake(writing=bool(self._send_buf))
+
+    def _set_wake(self, reading=None, writing=None):
+        reading = self._reading if reading is None else reading
+        writing = self._write_wake if writing is None else writing
+        if (reading, writing) != (self._reading, self._write_wake):
+            self._reading, self._write_wake = reading, writing
+            self.reactor.set_fd_wake(self.fd_handle, reading, writing)
+
+    # Sending
+    def buffered(self):
+        """Bytes written and not yet sent."""
+        return len(self._send_buf)
+
+    def send(self, frame):
+        """Queues one frame (the JSON text of a message)."""
+        if self.sock is None or self._closing:
+            raise TransportError("not connected")
+        self._send_buf += frame
+        self._send_buf += framing.ETX
+        if not self._write_wake:
+            self._flush()

@@ -1,0 +1,262 @@
+# Unit tests of the peer session (session.py): the protocol with one peer,
+# without I/O. Each reconnect edge case the integration tests found runs
+# here in milliseconds; tests/test_core.py runs them on real klippy.
+#
+# Copyright (C) 2026  Klipper Router contributors
+#
+# This file may be distributed under the terms of the GNU GPLv3 license.
+import pytest
+from router import framing, rpc, session
+from router.session import (Close, Deliver, Healthy, PeerSession,
+                            ReadyChanged, Report, Send, Serve)
+from router.subscriptions import Subscription
+
+READY_INFO = {'state': 'ready', 'state_message': 'Printer is ready',
+              'app': 'Klipper'}
+WEBHOOKS = {'state': 'ready', 'state_message': 'Printer is ready'}
+NO_CALLBACK = rpc.Error('No registered callback for path router/info')
+
+
+class Clock:
+    def __init__(self):
+        self.now = 100.
+
+    def __call__(self):
+        return self.now
+
+
+class Driver:
+    """Plays the glue: keeps the sends the session asked for, answers them
+    and collects every other action."""
+    def __init__(self, **kw):
+        self.clock = Clock()
+        self.s = PeerSession('led', 'main', self.clock, **kw)
+        self.sends = []
+        self.actions = []
+
+    def take(self, actions):
+        for a in actions:
+            (self.sends if isinstance(a, Send) else self.actions).append(a)
+        return actions
+
+    def pending(self, method):
+        return [s for s in self.sends if s.method == method]
+
+    def answer(self, method, result=None, error=None):
+        send = self.pending(method)[0]
+        self.sends.remove(send)
+        return self.take(send.on_reply(result, error))
+
+    def of(self, kind):
+        return [a for a in self.actions if isinstance(a, kind)]
+
+    def handshake(self, module=True, status=None, allow=None):
+        self.take(self.s.connected())
+        self.answer('info', READY_INFO)
+        if module:
+            reply = {'name': 'led', 'version': '0.2.0', 'peers': ['main']}
+            if allow is not None:
+                reply.update(allow=allow, known=True)
+            self.answer('router/info', reply)
+        else:
+            self.answer('router/info', error=NO_CALLBACK)
+            self.answer('objects/list', {'objects': [
+                'webhooks', 'gcode_macro ROUTER_ON_READY', 'gcode_macro x']})
+        status = dict(status or {})
+        status.setdefault('webhooks', dict(WEBHOOKS))
+        return self.answer('objects/subscribe', {'status': status})
+
+
+def test_handshake_with_a_module_peer_ends_ready():
+    d = Driver()
+    assert d.s.phase == session.DISCONNECTED
+    d.take(d.s.connected())
+    assert d.s.phase == session.CONNECTING
+    assert d.pending('info')[0].params['client_info']['name'] == 'main'
+    d.answer('info', READY_INFO)
+    assert d.pending('router/info')[0].params == {'name': 'main'}
+    d.answer('router/info', {'name': 'led', 'allow': ['query'],
+                             'known': True})
+    assert not d.of(Serve) and not d.pending('objects/list')
+    sub = d.pending('objects/subscribe')[0]
+    assert sub.params['objects'] == {'webhooks': ['state', 'state_message']}
+    assert sub.params['response_template'] == {'router': 'status'}
+    d.answer('objects/subscribe', {'status': {'webhooks': WEBHOOKS}})
+    assert d.s.phase == session.READY and d.s.ready and d.s.has_module
+    assert d.of(Healthy) and d.of(ReadyChanged) == [
+        ReadyChanged(True, 'ready')]
+    assert d.s.permits('query') and not d.s.permits('gcode')
+
+
+def test_handshake_with_a_plain_klipper_serves_it_and_reads_its_macros():
+    d = Driver()
+    d.handshake(module=False)
+    assert d.s.ready and not d.s.has_module
+    assert len(d.of(Serve)) == 1
+    assert d.s.remote_macros == frozenset(['ROUTER_ON_READY', 'X'])
+    assert d.s.permits('gcode')          # it has no allow: of its own
+    d = Driver(serve=False)
+    d.handshake(module=False)
+    assert not d.of(Serve)
+
+
+def test_own_link_serves_and_does_not_subscribe_or_ping():
+    d = Driver(is_self=True)
+    d.take(d.s.connected())
+    d.answer('info', READY_INFO)
+    d.answer('router/info', {'name': 'led'})
+    assert d.of(Serve) and d.of(Healthy) and d.s.session_up
+    assert not d.pending('objects/subscribe')
+    assert d.s.tick() == ([], None)
+
+
+def test_unlisted_instance_is_told_and_refused_here():
+    d = Driver()
+    d.take(d.s.connected())
+    d.answer('info', READY_INFO)
+    d.answer('router/info', {'name': 'led', 'allow': [], 'known': False})
+    assert not d.s.permits('gcode')
+    assert "add [router main] to led's config" in d.s.refusal('gcode')
+
+
+def test_name_mismatch_is_reported():
+    d = Driver()
+    d.take(d.s.connected())
+    d.answer('info', READY_INFO)
+    d.answer('router/info', {'name': 'stranger'})
+    [report] = d.of(Report)
+    assert "calls itself 'stranger'" in report.text
+
+
+def test_handshake_failures_close_with_the_reason():
+    d = Driver()
+    d.take(d.s.connected())
+    assert d.answer('info', error=rpc.Error('boom')) == [
+        Close('handshake failed: boom')]
+    d = Driver()
+    d.take(d.s.connected())
+    with pytest.raises(framing.ProtocolError):
+        d.answer('info', ['not', 'a', 'dict'])
+    d = Driver()
+    d.take(d.s.connected())
+    with pytest.raises(framing.ProtocolError):
+        d.answer('info', {'state': 'dancing'})
+
+
+def test_keepalive_rtt_unresponsive_and_back():
+    d = Driver()
+    d.handshake()
+    actions, interval = d.s.tick()
+    d.take(actions)
+    assert interval == session.PING_INTERVAL
+    # One keepalive at a time
+    assert d.s.tick() == ([], session.PING_INTERVAL)
+    d.clock.now += .003
+    d.answer('info', READY_INFO)
+    assert d.s.rtt == pytest.approx(.003)
+    d.take(d.s.tick()[0])
+    assert d.answer('info', error=rpc.Error('timed out', rpc.TIMEOUT)) == [
+        ReadyChanged(False, 'unresponsive')]
+    assert d.s.phase == session.UNRESPONSIVE
+    assert 'not responding' in session.unavailable(d.s, '')
+    d.take(d.s.tick()[0])
+    assert d.answer('info', READY_INFO) == [ReadyChanged(True, 'ready')]
+
+
+def test_keepalive_that_could_not_be_sent_is_tried_again():
+    d = Driver()
+    d.handshake()
+    d.take(d.s.tick()[0])
+    assert d.answer('info', error=rpc.Error('buffer full', rpc.LOCAL)) == []
+    assert d.s.ready
+    actions, interval = d.s.tick()
+    assert [a.method for a in actions] == ['info']
+
+
+def test_klipper_state_changes_and_restarts_are_allowed_when_not_ready():
+    d = Driver()
+    d.handshake()
+    d.actions.clear()
+    d.take(d.s.push({'router': 'status', 'params': {'status': {
+        'webhooks': {'state': 'shutdown',
+                     'state_message': 'MCU shutdown\nmore'}}}}))
+    assert d.of(ReadyChanged) == [ReadyChanged(False, 'shutdown')]
+    assert d.s.phase == session.NOT_READY
+    assert session.unavailable(d.s, '') == ("Klipper state is 'shutdown':"
+                                            " MCU shutdown")
+    assert session.unavailable(d.s, '', restart=True) is None
+    assert session.describe(d.s, '') == 'connected, Klipper shutdown'
+
+
+def test_closed_then_reconnected_gives_full_state_first():
+    d = Driver()
+    sub = Subscription('CB', {'print_stats': ['state']})
+    d.s.subs.add(sub)
+    d.handshake(status={'print_stats': {'state': 'printing'}})
+    [first] = d.of(Deliver)
+    assert first.changes == [(sub, {'print_stats': {'state': 'printing'}})]
+    # A delta: only what changed
+    d.actions.clear()
+    d.take(d.s.push({'router': 'status', 'params': {'status': {
+        'print_stats': {'state': 'paused'}}}}))
+    assert d.of(Deliver)[0].changes == [
+        (sub, {'print_stats': {'state': 'paused'}})]
+    # The link drops: not ready, with the reason
+    d.actions.clear()
+    assert d.s.closed('connection closed by peer') == [
+        ReadyChanged(False, 'disconnected')]
+    assert d.s.state_message == 'connection closed by peer'
+    assert session.describe(d.s, 'x') == 'disconnected: x'
+    assert session.unavailable(d.s, 'x') == 'not connected (x)'
+    assert d.s.has_module        # kept while down
+    # Back: the same value again is not a change for a subscription that
+    # saw it, but the resubscription gives the full state to all
+    d.actions.clear()
+    d.handshake(status={'print_stats': {'state': 'paused'}})
+    assert d.of(Deliver)[0].changes == [
+        (sub, {'print_stats': {'state': 'paused'}})]
+
+
+def test_only_the_newest_subscription_reply_counts():
+    d = Driver()
+    d.handshake()
+    sub = Subscription('CB', {'toolhead': None})
+    d.s.subs.add(sub)
+    d.take(d.s.subscriptions_changed())
+    d.take(d.s.subscriptions_changed())
+    old, new = d.pending('objects/subscribe')
+    assert old.on_reply({'status': {'toolhead': {'x': 1}}}, None) == []
+    d.sends.remove(old)
+    d.answer('objects/subscribe', {'status': {'toolhead': {'x': 2}}})
+    assert d.of(Deliver)[-1].changes == [(sub, {'toolhead': {'x': 2}})]
+
+
+def test_subscription_errors():
+    d = Driver()
+    d.handshake()
+    d.take(d.s.subscriptions_changed())
+    # Lost with the connection: nothing to do; refused by the peer: close
+    assert d.answer('objects/subscribe', error=rpc.Error(
+        'connection lost (x)', rpc.LOST)) == []
+    d.take(d.s.subscriptions_changed())
+    assert d.answer('objects/subscribe', error=rpc.Error('nope')) == [
+        Close('subscription failed: nope')]
+    d.take(d.s.subscriptions_changed())
+    with pytest.raises(framing.ProtocolError):
+        d.answer('objects/subscribe', {'status': 5})
+
+
+def test_subscriptions_are_not_sent_where_not_allowed():
+    d = Driver()
+    d.s.subs.add(Subscription('CB', {'print_stats': None}))
+    d.handshake(allow=['gcode'])
+    [report] = d.of(Report)
+    assert 'does not accept subscribe' in report.text
+    assert d.s.ready     # the link still carries the state
+
+
+def test_subscriptions_changed_waits_for_the_session():
+    d = Driver()
+    assert d.s.subscriptions_changed() == []
+    d.take(d.s.connected())
+    assert d.s.subscriptions_changed() == []
