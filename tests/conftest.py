@@ -1,11 +1,10 @@
 # pytest fixtures: the Klipper runtime and meshes of real klippy processes
 #
+# Copyright (C) 2026  Klipper Router contributors
+#
 # This file may be distributed under the terms of the GNU GPLv3 license.
-import os, sys
 import pytest
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Runtime, Mesh  # noqa: E402
+from harness import Runtime, Mesh
 
 
 @pytest.fixture(scope='session')
@@ -17,24 +16,19 @@ def runtime():
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
+    # A failing test shows the logs of every mesh open at that moment:
+    # the function's own and the module's shared ones alike
     outcome = yield
     rep = outcome.get_result()
-    setattr(item, 'rep_' + rep.when, rep)
-
-
-def _dump_logs(request, mesh):
-    rep = getattr(request.node, 'rep_call', None)
-    if rep is not None and rep.failed:
-        for node in mesh.nodes.values():
-            sys.stderr.write("\n===== log of %s =====\n%s\n"
-                             % (node.name, node.log_tail(60)))
+    if rep.failed and Mesh.open:
+        rep.sections.append(('klippy logs', ''.join(
+            m.log_tails() for m in list(Mesh.open))))
 
 
 @pytest.fixture
-def mesh(runtime, request):
+def mesh(runtime):
     m = Mesh(runtime)
     yield m
-    _dump_logs(request, m)
     m.close()
 
 

@@ -1,5 +1,7 @@
 # Starts real klippy processes in file-output mode and talks to their API
 #
+# Copyright (C) 2026  Klipper Router contributors
+#
 # This file may be distributed under the terms of the GNU GPLv3 license.
 import contextlib, json, os, re, shutil, signal, socket, subprocess, sys
 import tempfile
@@ -370,11 +372,15 @@ def peer_section(name, sock, extra=''):
 
 class Mesh:
     """A set of instances in one short temp dir (socket paths are limited
-    to 108 bytes, so no deep pytest tmp_path)."""
+    to 108 bytes, so no deep pytest tmp_path). Every mesh that is open is
+    in Mesh.open, so a failing test shows the logs of all of them."""
+    open = set()
+
     def __init__(self, runtime):
         self.runtime = runtime
         self.workdir = tempfile.mkdtemp(prefix='kr-', dir='/tmp')
         self.nodes = {}
+        Mesh.open.add(self)
 
     def sock(self, name):
         return os.path.join(self.workdir, name, 'api.sock')
@@ -391,6 +397,13 @@ class Mesh:
         for p in peers:
             text += peer_section(p, self.sock(p), peer_extra.get(p, ''))
         return self.add(name, text + extra)
+
+    def add_full_mesh(self, names, extra=''):
+        """Router instances that each list all the others; returns self."""
+        for name in names:
+            self.add_router_node(name, [n for n in names if n != name],
+                                 extra)
+        return self
 
     def __getitem__(self, name):
         return self.nodes[name]
@@ -432,9 +445,14 @@ class Mesh:
             self.close()
 
     def close(self):
+        Mesh.open.discard(self)
         for node in self.nodes.values():
             node.stop()
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def log_tails(self, n=60):
+        return ''.join("\n===== log of %s =====\n%s\n" % (
+            node.name, node.log_tail(n)) for node in self.nodes.values())
 
 
 MOONRAKER = os.environ.get('MOONRAKER_BIN') or os.path.join(
@@ -532,20 +550,39 @@ def output_json(node, prefix):
 
 
 # Klipper logs this once when nobody reads its pty and the buffer is full
-# (thousands of '!!' lines): the module's frames show only as the context
-# of the G-code error being reported; it is no failure of the module.
+# (thousands of report lines): the module's frames show only as the
+# context of the write being reported; it is no failure of the module.
 PTY_FULL_RE = re.compile(
     r'Write g-code response\nTraceback \(most recent call last\):\n'
     r'.*?\nBlockingIOError: [^\n]*\n', re.S)
+BAD_LOG = ('unhandled exception', 'internal error', 'repeat unhandled')
+ROUTER_FRAME_RE = re.compile(r'File "[^"]*/router/[^"]*"')
 
 
-def assert_clean_log(node):
-    """No shutdown or crash path was taken, and no traceback went through
-    the module (Klipper logs tracebacks of its own, action_raise_error)."""
-    log = PTY_FULL_RE.sub('', node.log_text())
-    for bad in ('Unhandled exception', 'Internal error',
-                'Repeat unhandled exception'):
-        at = log.find(bad)
-        assert at < 0, log[max(0, at - 3000):at + 1500]
-    m = re.search(r'File "[^"]*/router/[^"]*"', log)
-    assert m is None, log[max(0, m.start() - 2000):m.end() + 500]
+def log_problems(text):
+    """What in a klippy log says the module failed or klippy took a
+    shutdown or crash path: the bad phrases (any case) and traceback frames
+    inside the module (Klipper logs tracebacks of its own, e.g. for
+    action_raise_error)."""
+    text = PTY_FULL_RE.sub('', text)
+    low = text.lower()
+    found = [p for p in BAD_LOG if p in low]
+    found += ROUTER_FRAME_RE.findall(text)[:3]
+    return found
+
+
+def log_excerpt(text, problems):
+    """The log around the first problem."""
+    low = text.lower()
+    pos = min([low.find(p.lower()) for p in problems
+               if low.find(p.lower()) >= 0] or [len(text)])
+    start = text.rfind('Traceback', 0, pos)
+    start = pos - 1500 if start < 0 or pos - start > 5000 else start - 500
+    return text[max(0, start):pos + 1500]
+
+
+def assert_clean_log(node, text=None):
+    text = node.log_text() if text is None else text
+    problems = log_problems(text)
+    assert not problems, "%s: %s\n%s" % (node.name, problems,
+                                         log_excerpt(text, problems))

@@ -1,5 +1,7 @@
 # The PyPI OctoPrint package as a print host on one klippy's pty
 #
+# Copyright (C) 2026  Klipper Router contributors
+#
 # This file may be distributed under the terms of the GNU GPLv3 license.
 import http.client, json, os, secrets, subprocess, time
 import urllib.error, urllib.request

@@ -2,25 +2,15 @@
 # endpoints, action_call_remote_method macros, and a peer without the
 # module that uses router_api.cfg-style wrapper macros.
 #
+# Copyright (C) 2026  Klipper Router contributors
+#
 # This file may be distributed under the terms of the GNU GPLv3 license.
 import json, time
 import pytest
 from harness import ApiError, Mesh, output_json, wait_until
+from macros import MARK, REC, FAIL
 
-COMMON = r"""
-[gcode_macro MARK]
-variable_value: 0
-gcode:
-  SET_GCODE_VARIABLE MACRO=MARK VARIABLE=value VALUE={params.VALUE|default(0)|int}
-
-[gcode_macro REC]
-gcode:
-  {action_respond_info("REC " ~ (params|tojson))}
-
-[gcode_macro FAIL]
-gcode:
-  {action_raise_error("deliberate failure")}
-"""
+COMMON = MARK + REC + FAIL
 
 # Macros written for the old bridge, on an instance with the module
 OLD_MACROS = r"""
@@ -205,62 +195,61 @@ def test_old_bridge_macros_on_an_instance_with_the_module(pair):
     assert len(recs(main)) == m + 5
 
 
-def test_mesh_with_a_klipper_without_the_module(runtime):
-    m = Mesh(runtime)
-    m.add_router_node('main', ['plain', 'led'], COMMON)
-    m.add_router_node('led', ['main'], COMMON)
-    m.add('plain', COMMON + PLAIN)
-    try:
-        plain, main, led = m['plain'], m['main'], m['led']
-        m.start('plain', 'led')
-        plain.client
-        m.start('main')
-        m.wait_links()
-        st = main.router_status()['peers']
-        assert st['plain']['module'] is False and st['led']['module'] is True
-        # The old bridge's lifecycle macros ran on plain, once each
-        wait_until(lambda: plain.macro_vars('HOOKS')['ready'] == 1, 5.)
-        wait_until(lambda: sorted(plain.macro_vars('HOOKS')['connected']
-                                  .strip(',').split(',')) == ['led', 'main'],
-                   5.)
-        # router_api.cfg wrappers, unchanged
-        plain.gcode('ROUTER_GCODE_SCRIPT TARGET=led SCRIPT="MARK VALUE=9"')
-        wait_until(lambda: led.macro_vars('MARK')['value'] == 9, 5.)
-        plain.gcode('ROUTER_EVENT_SUBSCRIBE EVENT=ace_feed'
-                    ' GCODE="REC LANE={lane}"')
-        time.sleep(.3)
-        led.gcode("ROUTER_EVENT_TRIGGER EVENT=ace_feed LANE=3")
-        assert wait_recs(plain, 1)[-1] == {'LANE': '3', 'EVENT': 'ace_feed',
-                                           'SOURCE': 'led'}
-        for node in (main, led):
-            node.gcode("ROUTER_EVENT_SUBSCRIBE EVENT=feed GCODE=REC")
-        n = {node.name: len(recs(node)) for node in (main, led)}
-        plain.gcode('ROUTER_EVENT_TRIGGER EVENT=feed CONTEXT="lane=5"')
-        for node in (main, led):
-            assert wait_recs(node, n[node.name] + 1)[-1] == {
-                'LANE': '5', 'EVENT': 'feed', 'SOURCE': 'plain'}
-        k = len(recs(plain))
-        plain.gcode('ROUTER_OBJECTS_SUBSCRIBE TARGET=main'
-                    ' OBJECTS="gcode_macro MARK" CALLBACK=REC')
-        assert wait_recs(plain, k + 1)[-1] == {'GCODE_MACRO_MARK_VALUE': '0',
-                                               'PRINTER': 'main'}
-        main.gcode("MARK VALUE=11")
-        assert wait_recs(plain, k + 2)[-1] == {
-            'GCODE_MACRO_MARK_VALUE': '11', 'PRINTER': 'main'}
-        plain.gcode('ROUTER_OBJECTS_QUERY TARGET=led OBJECTS="gcode_macro'
-                    ' MARK"')
-        assert wait_recs(plain, k + 3)[-1] == {
-            'GCODE_MACRO_MARK_VALUE': '9', 'PRINTER': 'led'}
-        plain.gcode('ROUTER_PRINTERS_LIST')
-        printers = json.loads(wait_recs(plain, k + 4)[-1]['PRINTERS'])
-        assert [p['name'] for p in printers] == ['main', 'led', 'plain']
-        time.sleep(.6)
-        # Each of these ran once on plain
-        assert len(recs(plain)) == k + 4
-        led.kill()
-        wait_until(lambda: plain.macro_vars('HOOKS')['disconnected']
-                   == 'led,', 5.)
-        for node in (main, plain):
-            assert node.state() == 'ready'
-    finally:
-        m.close()
+def test_mesh_with_a_klipper_without_the_module(mesh):
+    mesh.add_router_node('main', ['plain', 'led'], COMMON)
+    mesh.add_router_node('led', ['main'], COMMON)
+    mesh.add('plain', COMMON + PLAIN)
+    plain, main, led = mesh['plain'], mesh['main'], mesh['led']
+    mesh.start('plain', 'led')
+    plain.client
+    mesh.start('main')
+    mesh.wait_links()
+    st = main.router_status()['peers']
+    assert st['plain']['module'] is False and st['led']['module'] is True
+    # The old bridge's lifecycle macros ran on plain, once each
+    wait_until(lambda: plain.macro_vars('HOOKS')['ready'] == 1, 5.)
+    wait_until(lambda: sorted(plain.macro_vars('HOOKS')['connected']
+                              .strip(',').split(',')) == ['led', 'main'],
+               5.)
+    # router_api.cfg wrappers, unchanged
+    plain.gcode('ROUTER_GCODE_SCRIPT TARGET=led SCRIPT="MARK VALUE=9"')
+    wait_until(lambda: led.macro_vars('MARK')['value'] == 9, 5.)
+    plain.gcode('ROUTER_EVENT_SUBSCRIBE EVENT=ace_feed'
+                ' GCODE="REC LANE={lane}"')
+    time.sleep(.3)
+    led.gcode("ROUTER_EVENT_TRIGGER EVENT=ace_feed LANE=3")
+    assert wait_recs(plain, 1)[-1] == {'LANE': '3', 'EVENT': 'ace_feed',
+                                       'SOURCE': 'led'}
+    for node in (main, led):
+        node.gcode("ROUTER_EVENT_SUBSCRIBE EVENT=feed GCODE=REC")
+    n = {node.name: len(recs(node)) for node in (main, led)}
+    plain.gcode('ROUTER_EVENT_TRIGGER EVENT=feed CONTEXT="lane=5"')
+    for node in (main, led):
+        assert wait_recs(node, n[node.name] + 1)[-1] == {
+            'LANE': '5', 'EVENT': 'feed', 'SOURCE': 'plain'}
+    k = len(recs(plain))
+    plain.gcode('ROUTER_OBJECTS_SUBSCRIBE TARGET=main'
+                ' OBJECTS="gcode_macro MARK" CALLBACK=REC')
+    assert wait_recs(plain, k + 1)[-1] == {'GCODE_MACRO_MARK_VALUE': '0',
+                                           'GCODE_MACRO_MARK_COUNT': '0',
+                                           'PRINTER': 'main'}
+    main.gcode("MARK VALUE=11")
+    assert wait_recs(plain, k + 2)[-1] == {
+        'GCODE_MACRO_MARK_VALUE': '11', 'GCODE_MACRO_MARK_COUNT': '1',
+        'PRINTER': 'main'}
+    plain.gcode('ROUTER_OBJECTS_QUERY TARGET=led OBJECTS="gcode_macro'
+                ' MARK"')
+    assert wait_recs(plain, k + 3)[-1] == {
+        'GCODE_MACRO_MARK_VALUE': '9', 'GCODE_MACRO_MARK_COUNT': '1',
+        'PRINTER': 'led'}
+    plain.gcode('ROUTER_PRINTERS_LIST')
+    printers = json.loads(wait_recs(plain, k + 4)[-1]['PRINTERS'])
+    assert [p['name'] for p in printers] == ['main', 'led', 'plain']
+    time.sleep(.6)
+    # Each of these ran once on plain
+    assert len(recs(plain)) == k + 4
+    led.kill()
+    wait_until(lambda: plain.macro_vars('HOOKS')['disconnected']
+               == 'led,', 5.)
+    for node in (main, plain):
+        assert node.state() == 'ready'

@@ -1,27 +1,20 @@
 # The router core against real klippy processes: links, ROUTER_GCODE_SCRIPT,
 # printer.router, lifecycle hooks, restarts, kills, hung peers, bad input.
 #
+# Copyright (C) 2026  Klipper Router contributors
+#
 # This file may be distributed under the terms of the GNU GPLv3 license.
 import json, re, signal, threading, time
 import pytest
 from harness import ApiError, assert_clean_log, wait_until
+from macros import MARK, FAIL
 
 # Macros every test instance carries: effects that tests read back.
-MACROS = r"""
-[gcode_macro MARK]
-variable_value: 0
-variable_count: 0
-gcode:
-  SET_GCODE_VARIABLE MACRO=MARK VARIABLE=value VALUE={params.VALUE|default(0)|int}
-  SET_GCODE_VARIABLE MACRO=MARK VARIABLE=count VALUE={printer["gcode_macro MARK"].count + 1}
+MACROS = MARK + FAIL + r"""
 
 [gcode_macro ECHO_PARAMS]
 gcode:
   {action_respond_info("PARAMS " ~ (params|tojson))}
-
-[gcode_macro FAIL]
-gcode:
-  {action_raise_error("deliberate failure")}
 
 [gcode_macro HOOKS]
 variable_ready: 0

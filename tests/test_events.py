@@ -2,20 +2,15 @@
 # ready instance, context parameters, placeholders, config handlers,
 # chains, instances that are down, restarts.
 #
+# Copyright (C) 2026  Klipper Router contributors
+#
 # This file may be distributed under the terms of the GNU GPLv3 license.
 import time
 import pytest
 from harness import ApiError, Mesh, output_json, wait_until
+from macros import MARK, REC
 
-MACROS = r"""
-[gcode_macro MARK]
-variable_value: 0
-gcode:
-  SET_GCODE_VARIABLE MACRO=MARK VARIABLE=value VALUE={params.VALUE|default(0)|int}
-
-[gcode_macro REC]
-gcode:
-  {action_respond_info("REC " ~ (params|tojson))}
+MACROS = MARK + REC + r"""
 
 [gcode_macro CFG]
 gcode:
@@ -42,17 +37,9 @@ def lines(node, prefix):
     return output_json(node, prefix)
 
 
-def build(runtime):
-    m = Mesh(runtime)
-    for name in NAMES:
-        m.add_router_node(name, [n for n in NAMES if n != name], MACROS)
-    return m
-
-
 @pytest.fixture(scope='module')
 def trio(runtime):
-    m = build(runtime)
-    with m.running():
+    with Mesh(runtime).add_full_mesh(NAMES, MACROS).running() as m:
         yield m
 
 
@@ -161,36 +148,32 @@ def test_event_chains_do_not_deadlock(trio):
     led.gcode("ROUTER_EVENT_UNSUBSCRIBE EVENT=ping")
 
 
-def test_down_instances_are_skipped_and_reported_then_reached(runtime,
-                                                              request):
-    m = build(runtime)
-    try:
-        m.start()
-        m.wait_links()
-        main, led = m['main'], m['led']
-        out = main.client
-        led.kill()
-        wait_until(lambda: not main.router_status()['peers']['led']['ready'],
-                   5.)
-        main.gcode("ROUTER_EVENT_TRIGGER EVENT=filament_loaded LANE=5")
-        line = out.wait_output(lambda l: "did not reach" in l)
-        assert 'led (disconnected' in line and 'afc' not in line
-        wait_until(lambda: len(lines(m['afc'], 'CFG')) == 2, 5.)
-        # led comes back; RESTARTs of every instance; still exactly once
-        led.start().wait_ready()
-        m.wait_links()
-        for name in NAMES:
-            m[name].restart()
-            m.wait_links()
-        for node in m.nodes.values():
-            node.client
-        m['afc'].gcode("ROUTER_EVENT_TRIGGER EVENT=filament_loaded LANE=6")
-        for name in NAMES:
-            wait_until(lambda: len(lines(m[name], 'CFG')) == 2, 5.)
-        settle()
-        for name in NAMES:
-            got = lines(m[name], 'CFG')
-            assert len(got) == 2 and got[-1]['LANE'] == '6'
-            assert got[-1]['SOURCE'] == 'afc'
-    finally:
-        m.close()
+def test_down_instances_are_skipped_and_reported_then_reached(mesh):
+    mesh.add_full_mesh(NAMES, MACROS)
+    mesh.start()
+    mesh.wait_links()
+    main, led = mesh['main'], mesh['led']
+    out = main.client
+    led.kill()
+    wait_until(lambda: not main.router_status()['peers']['led']['ready'],
+               5.)
+    main.gcode("ROUTER_EVENT_TRIGGER EVENT=filament_loaded LANE=5")
+    line = out.wait_output(lambda l: "did not reach" in l)
+    assert 'led (disconnected' in line and 'afc' not in line
+    wait_until(lambda: len(lines(mesh['afc'], 'CFG')) == 2, 5.)
+    # led comes back; RESTARTs of every instance; still exactly once
+    led.start().wait_ready()
+    mesh.wait_links()
+    for name in NAMES:
+        mesh[name].restart()
+        mesh.wait_links()
+    for node in mesh.nodes.values():
+        node.client
+    mesh['afc'].gcode("ROUTER_EVENT_TRIGGER EVENT=filament_loaded LANE=6")
+    for name in NAMES:
+        wait_until(lambda: len(lines(mesh[name], 'CFG')) == 2, 5.)
+    settle()
+    for name in NAMES:
+        got = lines(mesh[name], 'CFG')
+        assert len(got) == 2 and got[-1]['LANE'] == '6'
+        assert got[-1]['SOURCE'] == 'afc'

@@ -1,5 +1,7 @@
 # The files of config_examples/ run on real klippy instances
 #
+# Copyright (C) 2026  Klipper Router contributors
+#
 # This file may be distributed under the terms of the GNU GPLv3 license.
 import os, time
 import pytest

@@ -1,5 +1,7 @@
 # install.sh against Klipper-like git checkouts made by the test
 #
+# Copyright (C) 2026  Klipper Router contributors
+#
 # This file may be distributed under the terms of the GNU GPLv3 license.
 import os, subprocess
 import pytest

@@ -1,24 +1,19 @@
 # The module behind the PyPI moonraker package: what Mainsail and Fluidd see
 #
+# Copyright (C) 2026  Klipper Router contributors
+#
 # This file may be distributed under the terms of the GNU GPLv3 license.
 import pytest
 from harness import Moonraker, wait_until
+from macros import MARK
 
 pytestmark = pytest.mark.skipif(not Moonraker.available(),
                                 reason="moonraker not installed"
                                        " (scripts/setup-venv.sh installs it)")
 
-MACROS = """
-[gcode_macro MARK]
-variable_value: 0
-gcode:
-  SET_GCODE_VARIABLE MACRO=MARK VARIABLE=value VALUE={params.VALUE|int}
-"""
-
-
 def test_router_through_moonraker(mesh):
-    mesh.add_router_node('main', ['led'], MACROS)
-    mesh.add_router_node('led', ['main'], MACROS)
+    mesh.add_router_node('main', ['led'], MARK)
+    mesh.add_router_node('led', ['main'], MARK)
     mesh.start()
     mesh.wait_links()
     mr = Moonraker(mesh['main'])

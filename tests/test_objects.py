@@ -1,28 +1,19 @@
 # Following another instance's objects: ROUTER_OBJECTS_*, callbacks,
 # the mirror in printer.router, restarts, hostile strings.
 #
+# Copyright (C) 2026  Klipper Router contributors
+#
 # This file may be distributed under the terms of the GNU GPLv3 license.
 import time
 import pytest
 from harness import ApiError, Mesh, output_json, wait_until
+from macros import MARK, REC
 
-MACROS = r"""
-[gcode_macro MARK]
-variable_value: 0
-variable_count: 0
-gcode:
-  SET_GCODE_VARIABLE MACRO=MARK VARIABLE=value VALUE={params.VALUE|default(0)|int}
-  SET_GCODE_VARIABLE MACRO=MARK VARIABLE=count VALUE={printer["gcode_macro MARK"].count + 1}
+MACROS = MARK + REC + r"""
 
 [gcode_macro TEXT]
 variable_s: ''
 gcode:
-
-[gcode_macro REC]
-variable_n: 0
-gcode:
-  SET_GCODE_VARIABLE MACRO=REC VARIABLE=n VALUE={printer["gcode_macro REC"].n + 1}
-  {action_respond_info("REC " ~ (params|tojson))}
 
 [gcode_macro REC2]
 variable_n: 0
@@ -60,10 +51,7 @@ def set_text(node, text):
 
 @pytest.fixture(scope='module')
 def pair(runtime):
-    m = Mesh(runtime)
-    m.add_router_node('main', ['led'], MACROS)
-    m.add_router_node('led', ['main'], MACROS)
-    with m.running():
+    with Mesh(runtime).add_full_mesh(('main', 'led'), MACROS).running() as m:
         yield m
 
 

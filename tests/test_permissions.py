@@ -1,19 +1,14 @@
 # Per-peer permissions: [router NAME] allow: on the instance that receives
 #
+# Copyright (C) 2026  Klipper Router contributors
+#
 # This file may be distributed under the terms of the GNU GPLv3 license.
 import time
 import pytest
 from harness import ApiClient, ApiError
+from macros import MARK, REC
 
-MACROS = r"""
-[gcode_macro MARK]
-variable_value: 0
-gcode:
-  SET_GCODE_VARIABLE MACRO=MARK VARIABLE=value VALUE={params.VALUE|int}
-
-[gcode_macro REC]
-gcode:
-  {action_respond_info("REC " ~ (params|tojson))}
+MACROS = MARK + REC + r"""
 
 [router event ping]
 gcode: REC

@@ -1,6 +1,8 @@
 # The project's seed scenario, end to end, with the files of
 # config_examples/led_follows_print: main prints, led follows its state.
 #
+# Copyright (C) 2026  Klipper Router contributors
+#
 # This file may be distributed under the terms of the GNU GPLv3 license.
 import os, re, time
 from harness import ROOT, wait_until

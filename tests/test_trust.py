@@ -10,22 +10,15 @@ import json, os, time
 import pytest
 from harness import (ApiClient, ApiError, Mesh, assert_clean_log,
                      output_json, wait_until)
+from macros import MARK, REC
 from fakepeer import FakePeer
 
 # PWN.v becomes 666 only if an attack worked
-COMMON = r"""
-[gcode_macro MARK]
-variable_value: 0
-gcode:
-  SET_GCODE_VARIABLE MACRO=MARK VARIABLE=value VALUE={params.VALUE|default(0)|int}
+COMMON = MARK + REC + r"""
 
 [gcode_macro PWN]
 variable_v: 0
 gcode:
-
-[gcode_macro REC]
-gcode:
-  {action_respond_info("REC " ~ (params|tojson))}
 
 [gcode_macro SHOW]
 gcode:
@@ -375,7 +368,10 @@ def test_status_of_a_peer_in_shutdown_is_fresh(mesh):
 
 def test_instance_in_error_is_seen_and_restarted_by_a_peer(mesh):
     main = mesh.add_router_node('main', ['led'], COMMON)
+    # (restart_method: command: FIRMWARE_RESTART would reset the MCU over
+    # its serial port, and these test instances have none)
     led = mesh.add_router_node('led', ['main'], COMMON
+                               + "\n[mcu]\nrestart_method: command\n"
                                + "\n[pause_resume]\nbogus_option: 1\n")
     mesh.start('main')
     led.start()
@@ -395,9 +391,7 @@ def test_instance_in_error_is_seen_and_restarted_by_a_peer(mesh):
         text = f.read()
     with open(led.cfg, 'w') as f:
         f.write(text.replace('bogus_option: 1\n', ''))
-    # (RESTART: FIRMWARE_RESTART resets the MCU, and these test instances
-    # have none, which Klipper logs as an error of its own)
-    main.gcode("ROUTER_GCODE_SCRIPT TARGET=led SCRIPT=RESTART")
+    main.gcode("ROUTER_GCODE_SCRIPT TARGET=led SCRIPT=FIRMWARE_RESTART")
     led.wait_ready(20.)
     wait_until(lambda: main.router_status()['peers']['led']['ready'], 10.)
     for node in (main, led):

@@ -2,6 +2,8 @@
 # [lateness_probe] in a test config; read printer.lateness_probe, reset
 # with the endpoint lateness_probe/reset. Installed by the test harness.
 #
+# Copyright (C) 2026  Klipper Router contributors
+#
 # This file may be distributed under the terms of the GNU GPLv3 license.
 
 
