@@ -2,6 +2,8 @@
 # Install (or remove) the Klipper Router extras module into a Klipper
 # checkout, the way other Klipper extras are installed: a symbolic link.
 #
+# Copyright (C) 2026  Klipper Router contributors
+#
 # This file may be distributed under the terms of the GNU GPLv3 license.
 set -eu
 

@@ -2,6 +2,8 @@
 # package installs the module as klippy/extras/router, where that package
 # looks for extras. Klipper checkouts use install.sh instead.
 #
+# Copyright (C) 2026  Klipper Router contributors
+#
 # This file may be distributed under the terms of the GNU GPLv3 license.
 from setuptools import setup
 

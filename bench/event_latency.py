@@ -8,12 +8,13 @@
 #
 #   .venv/bin/python bench/event_latency.py [--samples N] [--peers 1,4,7]
 #
+# Copyright (C) 2026  Klipper Router contributors
+#
 # This file may be distributed under the terms of the GNU GPLv3 license.
-import argparse, json, os, random, select, socket, sys, time
+import argparse, json, random, select, socket, time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))), 'tests'))
-from harness import Mesh, Runtime, percentile  # noqa: E402
+from report import Report
+from harness import Mesh, Runtime, percentile
 
 HANDLER = """
 [gcode_macro BENCH_REC]
@@ -113,21 +114,19 @@ def main():
     args = ap.parse_args()
     runtime = Runtime()
     runtime.install_module()
-    print("Event trigger to handler, %d triggers each (ms)" % (args.samples,))
-    print("%-36s %8s %8s %8s" % ('', 'p50', 'p99', 'max'))
+    report = Report("Event trigger to handler")
     worst = 0.
     for n in [int(x) for x in args.peers.split(',')]:
         local, remote, added = measure(runtime, n, args.samples)
-        for name, vals in (("%d peer(s): on each peer" % n, remote),
-                           ("%d peer(s): on main itself" % n, local),
-                           ("%d peer(s): peer minus main" % n, added)):
-            print("%-36s %8.2f %8.2f %8.2f" % (
-                name, percentile(vals, 50) * 1000,
-                percentile(vals, 99) * 1000, max(vals) * 1000))
+        for name, vals in (("on_each_peer", remote), ("on_main_itself", local),
+                           ("peer_minus_main", added)):
+            report.figure(name, peers=n, triggers=args.samples,
+                          p50_ms=percentile(vals, 50) * 1000,
+                          p99_ms=percentile(vals, 99) * 1000,
+                          max_ms=max(vals) * 1000)
         worst = max(worst, percentile(remote, 99))
-    print("target p99 < 5 ms on the peers: %s (worst p99 %.2f ms)" % (
-        "met" if worst < .005 else "MISSED", worst * 1000))
-
+    report.target('p99 on the peers', worst * 1000, 5., worst < .005, ' ms')
+    report.finish()
 
 if __name__ == '__main__':
     main()

@@ -8,13 +8,13 @@
 #
 #   .venv/bin/python bench/hop_latency.py [--calls 2000]
 #
+# Copyright (C) 2026  Klipper Router contributors
+#
 # This file may be distributed under the terms of the GNU GPLv3 license.
-import argparse, http.client, os, random, sys, time, urllib.parse
+import argparse, http.client, random, time, urllib.parse
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))), 'tests'))
-from harness import (ApiClient, Mesh, Moonraker, Runtime,  # noqa: E402
-                     percentile as pct)
+from report import Report
+from harness import ApiClient, Mesh, Moonraker, Runtime, percentile as pct
 
 NOP = "[gcode_macro NOP]\ngcode:\n"
 SCRIPT = "NOP"
@@ -26,6 +26,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--calls', type=int, default=2000)
     args = ap.parse_args()
+    report = Report("One G-code hop: floor, router, Moonraker, interleaved")
     runtime = Runtime()
     runtime.install_module()
     mesh = Mesh(runtime)
@@ -66,29 +67,27 @@ def main():
                 methods[name]()
                 if i >= 100:   # warm-up
                     times[name].append(time.perf_counter() - t0)
-        print("One G-code hop, %d calls each, interleaved (ms)" % (args.calls,))
-        print("%-34s %8s %8s" % ('', 'p50', 'p99'))
         for name in ['floor', 'A local', 'router', 'moonraker']:
             if name in times:
-                print("%-34s %8.3f %8.3f" % (
-                    name if name != 'floor' else 'floor (raw client to B)',
-                    pct(times[name], 50) * 1e3, pct(times[name], 99) * 1e3))
+                report.figure(name.replace(' ', '_'), calls=args.calls,
+                              p50_ms=pct(times[name], 50) * 1e3,
+                              p99_ms=pct(times[name], 99) * 1e3)
         floor50 = pct(times['floor'], 50)
         hop50 = pct(times['router'], 50) - pct(times['A local'], 50)
         hop99 = pct(times['router'], 99) - pct(times['A local'], 99)
-        print("%-34s %8.3f %8.3f" % ('router hop (router - A local)',
-                                     hop50 * 1e3, hop99 * 1e3))
-        print("router hop / floor at p50: %.2fx (target <= 1.3x)"
-              % (hop50 / floor50,))
+        report.figure('router_hop', p50_ms=hop50 * 1e3, p99_ms=hop99 * 1e3)
+        report.at_most('router hop / floor at p50', hop50 / floor50, 1.3,
+                       'x')
         if 'moonraker' in times:
-            print("moonraker / router hop at p50: %.1fx (target >= 3x)"
-                  % (pct(times['moonraker'], 50) / hop50,))
+            report.at_least('moonraker / router hop at p50',
+                            pct(times['moonraker'], 50) / hop50, 3., 'x')
         to_a.close()
         to_b.close()
     finally:
         if mr is not None:
             mr.stop()
         mesh.close()
+    report.finish()
 
 
 if __name__ == '__main__':

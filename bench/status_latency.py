@@ -6,12 +6,13 @@
 #
 #   .venv/bin/python bench/status_latency.py [--samples N]
 #
+# Copyright (C) 2026  Klipper Router contributors
+#
 # This file may be distributed under the terms of the GNU GPLv3 license.
-import argparse, os, random, sys, threading, time
+import argparse, random, threading, time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))), 'tests'))
-from harness import (ApiClient, Mesh, Runtime, percentile,  # noqa: E402
+from report import Report
+from harness import (ApiClient, Mesh, Runtime, percentile,
                      wait_until)
 
 TARGET = """
@@ -91,18 +92,18 @@ def main():
     args = ap.parse_args()
     router_lat, floor_lat = run(args.samples)
     diff = [r - f for r, f in zip(router_lat, floor_lat)]
-    print("Status propagation, %d changes (ms)" % (args.samples,))
-    print("%-34s %8s %8s %8s" % ('', 'p50', 'p99', 'max'))
-    for name, vals in (("raw API subscriber on target", floor_lat),
-                       ("router callback on subscriber", router_lat),
-                       ("router minus raw (same change)", diff)):
-        print("%-34s %8.1f %8.1f %8.1f" % (
-            name, percentile(vals, 50) * 1000, percentile(vals, 99) * 1000,
-            max(vals) * 1000))
-    p99 = percentile(router_lat, 99)
-    print("target p99 <= 260 ms: %s (%.1f ms)" % (
-        "met" if p99 <= .26 else "MISSED", p99 * 1000))
-
+    report = Report("Status propagation: a change on the target to the"
+                    " callback on the subscriber")
+    for name, vals in (("raw_subscriber_on_target", floor_lat),
+                       ("router_callback_on_subscriber", router_lat),
+                       ("router_minus_raw", diff)):
+        report.figure(name, changes=args.samples,
+                      p50_ms=percentile(vals, 50) * 1000,
+                      p99_ms=percentile(vals, 99) * 1000,
+                      max_ms=max(vals) * 1000)
+    report.at_most('callback p99', percentile(router_lat, 99) * 1000, 260.,
+                   ' ms')
+    report.finish()
 
 if __name__ == '__main__':
     main()

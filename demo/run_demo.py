@@ -1,5 +1,7 @@
 # The demo mesh: three real klippy instances (main, afc, led) with [router]
 #
+# Copyright (C) 2026  Klipper Router contributors
+#
 # This file may be distributed under the terms of the GNU GPLv3 license.
 import os, signal, sys, threading, time
 

@@ -4,6 +4,8 @@
 #   scripts/test.sh -k restart   pytest arguments pass through
 # KLIPPER_PATH=<checkout> KLIPPY_PYTHON=<its venv python> test another flavor.
 #
+# Copyright (C) 2026  Klipper Router contributors
+#
 # This file may be distributed under the terms of the GNU GPLv3 license.
 set -eu
 cd "$(dirname "$0")/.."
