@@ -3,7 +3,7 @@
 #   1. frames: a fake peer (a thread of this script, a Unix socket server
 #      speaking Klipper's API protocol) passes the handshake of
 #      `[router evil]`, then sends one hostile frame per round, sized just
-#      under the module's frame limit (MAX_FRAME, read from link.py):
+#      under the module's frame limit (MAX_FRAME, read from transport.py):
 #      many small nested arrays, small floats, small dicts, long strings of
 #      escapes, nesting just below / above framing.MAX_DEPTH repeated; once
 #      just over the limit. Each as a push and as the reply to the router's
@@ -58,7 +58,7 @@ for i, a in enumerate(sys.argv[:-1]):   # before the constants below
 
 def module_constant(filename, name):
     """A module-level constant of the module's <filename>, read from its
-    source (link.py has relative imports: not importable alone)."""
+    source (its files have relative imports: not importable alone)."""
     path = os.path.join(MODULE_DIR, filename)
     with open(path) as f:
         tree = ast.parse(f.read(), path)
@@ -71,7 +71,7 @@ def module_constant(filename, name):
     raise SystemExit("%s not found in %s" % (name, path))
 
 
-MAX_FRAME = module_constant('link.py', 'MAX_FRAME')
+MAX_FRAME = module_constant('transport.py', 'MAX_FRAME')
 MAX_DEPTH = module_constant('framing.py', 'MAX_DEPTH')
 
 
@@ -660,7 +660,7 @@ def main():
     args = ap.parse_args()
     print("command: %s" % (' '.join(shlex.quote(a) for a in
                                      [sys.executable] + sys.argv),))
-    print("module: %s; limits: MAX_FRAME=%d (link.py) MAX_DEPTH=%d"
+    print("module: %s; limits: MAX_FRAME=%d (transport.py) MAX_DEPTH=%d"
           " (framing.py)" % (MODULE_DIR, MAX_FRAME, MAX_DEPTH))
     sys.stdout.flush()
     def log(text):
