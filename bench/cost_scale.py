@@ -40,7 +40,7 @@ def rss_mb(pid):
 def forwarding(runtime, n=10000, batch=500):
     mesh = Mesh(runtime)
     mesh.add_router_node('a', ['b'], COUNT)
-    mesh.add_router_node('b', [], COUNT)
+    mesh.add_router_node('b', ['a'], COUNT)
     try:
         mesh.start()
         mesh.wait_links()

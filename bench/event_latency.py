@@ -78,7 +78,7 @@ def measure(runtime, npeers, samples):
     peers = ['p%d' % i for i in range(1, npeers + 1)]
     mesh.add_router_node('main', peers, HANDLER)
     for p in peers:
-        mesh.add_router_node(p, [], HANDLER)
+        mesh.add_router_node(p, ['main'], HANDLER)
     try:
         mesh.start()
         mesh.wait_links()

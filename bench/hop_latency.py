@@ -31,7 +31,7 @@ def main():
     runtime.install_module()
     mesh = Mesh(runtime)
     mesh.add_router_node('a', ['b'], NOP)
-    mesh.add_router_node('b', [], NOP)
+    mesh.add_router_node('b', ['a'], NOP)
     mr = None
     try:
         mesh.start()

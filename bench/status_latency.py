@@ -34,7 +34,8 @@ def run(samples):
     runtime = Runtime()
     runtime.install_module()
     mesh = Mesh(runtime)
-    mesh.add_router_node('main', [], TARGET)
+    mesh.add_router_node('main', ['led'], TARGET,
+                         {'led': "allow: query, subscribe\n"})
     mesh.add_router_node('led', ['main'], SUBSCRIBER, {'main': (
         "subscribe: gcode_macro MARK:value\non_update: ON_MARK\n")})
     try:
