@@ -22,12 +22,19 @@ variable_n: 0
 gcode:
   SET_GCODE_VARIABLE MACRO=COUNT VARIABLE=n VALUE={printer["gcode_macro COUNT"].n + 1}
 """
-TICK = os.sysconf('SC_CLK_TCK')
 
 
 def cpu(pid):
-    fields = open('/proc/%d/stat' % pid).read().rsplit(')', 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / float(TICK)
+    """CPU seconds of all threads of pid, to the nanosecond (schedstat:
+    /proc/<pid>/stat counts 10 ms ticks, too coarse for an idle process)."""
+    total = 0
+    for tid in os.listdir('/proc/%d/task' % (pid,)):
+        try:
+            with open('/proc/%d/task/%s/schedstat' % (pid, tid)) as f:
+                total += int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass
+    return total / 1e9
 
 
 def rss_mb(pid):
