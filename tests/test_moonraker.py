@@ -7,9 +7,11 @@ import pytest
 from harness import Moonraker, wait_until
 from macros import MARK
 
-pytestmark = pytest.mark.skipif(not Moonraker.available(),
-                                reason="moonraker not installed"
-                                       " (scripts/setup-venv.sh installs it)")
+pytestmark = pytest.mark.skipif(
+    not Moonraker.available(),
+    reason="moonraker not installed (scripts/setup-venv.sh installs it when"
+           " there is a Python 3.10 or newer, which Moonraker 0.11 needs)")
+
 
 def test_router_through_moonraker(mesh):
     mesh.add_router_node('main', ['led'], MARK)
