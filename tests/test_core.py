@@ -409,7 +409,7 @@ CONFIG_ERRORS = [
     ("[router]\n", "name"),
     ("[router]\nname: bad name!\n", "not a valid instance name"),
     ("[router]\nname: main\n[router main]\nsocket: /tmp/x.sock\n",
-     "this instance's own name"),
+     "names this instance ('main'), but its socket /tmp/x.sock is not"),
     ("[router]\nname: main\n[router led]\nsocket: /tmp/a.sock\n"
      "[router afc]\nsocket: /tmp/a.sock\n", "use the same socket"),
     ("[router]\nname: main\n[router led]\nsocket: /tmp/a.sock\n"

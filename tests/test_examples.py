@@ -6,6 +6,7 @@
 import os, time
 import pytest
 from harness import ApiError, ROOT, wait_until
+from macros import COMMON
 
 EXAMPLES = os.path.join(ROOT, 'config_examples')
 SOCKETS = {'main': '~/printer_data/comms/klippy.sock',
@@ -97,3 +98,28 @@ def test_main_and_led_single_file(mesh):
     main.kill()
     time.sleep(.5)
     assert led.state() == 'ready'
+
+
+def test_shared_mesh_file(mesh):
+    """Three instances include one identical mesh file: every pair is
+    linked both ways, and the file's allow: for led holds everywhere."""
+    shared = os.path.join(mesh.workdir, 'mesh.cfg')
+    with open(shared, 'w') as f:
+        f.write(example(mesh, 'shared_mesh/mesh.cfg'))
+    for name in ('main', 'led', 'afc'):
+        text = example(mesh, 'shared_mesh/%s.cfg' % (name,))
+        mesh.add(name, text.replace('[include mesh.cfg]',
+                                    '[include %s]' % (shared,)) + COMMON)
+    mesh.start()
+    mesh.wait_links()
+    for name in ('main', 'led', 'afc'):
+        peers = mesh[name].router_status()['peers']
+        assert sorted(peers) == sorted({'main', 'led', 'afc'} - {name})
+        assert all(p['ready'] for p in peers.values())
+    mesh['afc'].gcode("ROUTER_GCODE_SCRIPT TARGET=main WAIT=1"
+                      " SCRIPT='MARK VALUE=4'")
+    assert mesh['main'].macro_vars('MARK')['value'] == 4
+    with pytest.raises(ApiError) as e:
+        mesh['led'].gcode("ROUTER_GCODE_SCRIPT TARGET=afc SCRIPT='MARK'")
+    assert "'afc' does not accept gcode from 'led'" in str(e.value)
+    mesh['led'].gcode("ROUTER_OBJECTS_QUERY TARGET=main OBJECTS=print_stats")

@@ -74,15 +74,24 @@ class Router:
         return _real_path(path) if path else None
 
     # [router NAME] sections (sections.py reads their options)
+    def is_this_instance(self, name, socket, config):
+        """A section with this instance's own name describes it (a mesh
+        file that every instance includes lists them all). Raises
+        config.error when its socket is another one."""
+        if name != self.name:
+            return False
+        if self._own_socket is not None and (
+                _real_path(socket) != self._own_socket):
+            raise config.error(
+                "Section '%s' names this instance ('%s'), but its socket %s"
+                " is not this instance's API socket %s" % (
+                    config.get_name(), name, socket, self._own_socket))
+        return True
+
     def add_peer(self, options, config):
         """Checks a peer against this instance and the others; returns
         its Peer. Raises config.error."""
         section = config.get_name()
-        if options.name == self.name:
-            raise config.error(
-                "Section '%s': '%s' is this instance's own name (option"
-                " 'name' in [router]); list only the other instances" % (
-                    section, options.name))
         if options.name in self.peers:
             raise config.error(
                 "Section '%s': peer '%s' is defined twice (names are not"
@@ -90,9 +99,10 @@ class Router:
         real = _real_path(options.socket)
         if self._own_socket is not None and real == self._own_socket:
             raise config.error(
-                "Section '%s': socket %s is this instance's own API socket;"
-                " give the socket of the peer's klippy (its -a path)" % (
-                    section, options.socket))
+                "Section '%s': socket %s is this instance's own API socket,"
+                " and its name is '%s': give this instance's section its own"
+                " name (name: in [router]), or a peer its socket" % (
+                    section, options.socket, self.name))
         for other in self.peers.values():
             if _real_path(other.options.socket) == real:
                 raise config.error(

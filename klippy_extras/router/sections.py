@@ -11,9 +11,10 @@ from .peer import PeerOptions
 
 class PeerSection:
     """The printer object of a [router NAME] section: a peer this instance
-    dials. It deliberately has no get_status (the peer shows in
-    printer.router) and nothing named 'stats' (klippy calls every object's
-    stats() once a second)."""
+    dials, or this instance itself, which it skips (the same mesh file can
+    be included by every instance). It deliberately has no get_status (the
+    peer shows in printer.router) and nothing named 'stats' (klippy calls
+    every object's stats() once a second)."""
     def __init__(self, config, router):
         name = section_word(config, 1, gcode_text.check_name,
                             "the peer name must be one word of letters,"
@@ -36,6 +37,9 @@ class PeerSection:
             serve=config.getboolean('serve_remote_methods', True),
             allow=read_allow(config))
         standing = standing_subscription(config)
+        self.peer = None
+        if router.is_this_instance(name, options.socket, config):
+            return
         self.peer = router.add_peer(options, config)
         if standing is not None:
             self.peer.subs.add(standing)
