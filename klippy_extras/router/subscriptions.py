@@ -176,7 +176,6 @@ class SubscriptionSet:
         what differs from what they saw. Returns [(sub, changes)]."""
         old = self.mirror
         self.mirror = {}
-        self.version += 1
         self._store(status)
         fresh, self._fresh = self._fresh, set()
         out = []
@@ -209,6 +208,7 @@ class SubscriptionSet:
             if name not in merged or not isinstance(values, dict):
                 continue
             fields = merged[name]
+            # An object the peer answers for is in the mirror, even empty
             target = self.mirror.setdefault(name, {})
             for f, v in values.items():
                 if fields is None or f in fields:
