@@ -144,6 +144,11 @@ def test_tracker_flow_control_keeps_order_and_budget():
         t.add('s', {'x': float('nan')}, 4, 10., 0)
 
 
+def test_peer_error_text_is_one_line():
+    assert rpc.error_text({'message': 'boom\n!! M112\r'}) == 'boom !! M112'
+    assert rpc.error_text('a\nb') == 'a b'
+
+
 def test_error_text_of_odd_errors():
     assert rpc.error_text({'message': ''}) == "{'message': ''}"
     assert rpc.error_text(None) == 'None'

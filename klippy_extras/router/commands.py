@@ -156,7 +156,7 @@ class RouterCommands:
         if not isinstance(names, list):
             raise gcmd.error("ROUTER_OBJECTS_LIST: '%s' sent an invalid"
                              " reply" % (peer.name,))
-        names = sorted(str(n) for n in names)
+        names = sorted(gcode_text.clean_text(n) for n in names)
         gcmd.respond_info("Objects of '%s' (%d):\n%s" % (
             peer.name, len(names), '\n'.join(names)), log=False)
 

@@ -6,6 +6,7 @@
 # This file may be distributed under the terms of the GNU GPLv3 license.
 import collections, heapq
 from . import framing
+from .gcode_text import clean_text
 
 # Kinds of Error
 TIMEOUT = 'timeout'     # no reply before the deadline
@@ -155,9 +156,11 @@ class RequestTracker:
 
 
 def error_text(error):
+    """A peer's error as one line of text (it ends up in console lines
+    and G-code errors here)."""
     # Klipper replies {"error": "WebRequestError", "message": "..."}
     if isinstance(error, dict):
         msg = error.get('message')
-        if isinstance(msg, str) and msg:
-            return msg.strip()
-    return ("%.200s" % (error,)).strip() or "unknown error"
+        if isinstance(msg, str) and msg.strip():
+            return clean_text(msg.strip())
+    return clean_text("%.200s" % (error,)).strip() or "unknown error"
