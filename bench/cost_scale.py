@@ -12,9 +12,10 @@
 # Copyright (C) 2026  Klipper Router contributors
 #
 # This file may be distributed under the terms of the GNU GPLv3 license.
-import argparse, os, time
+import argparse, time
 from report import Report
-from harness import ApiClient, Mesh, Runtime, wait_until
+from harness import (ApiClient, Mesh, Runtime, cpu_seconds as cpu,
+                     wait_until)
 
 COUNT = """
 [gcode_macro COUNT]
@@ -22,19 +23,6 @@ variable_n: 0
 gcode:
   SET_GCODE_VARIABLE MACRO=COUNT VARIABLE=n VALUE={printer["gcode_macro COUNT"].n + 1}
 """
-
-
-def cpu(pid):
-    """CPU seconds of all threads of pid, to the nanosecond (schedstat:
-    /proc/<pid>/stat counts 10 ms ticks, too coarse for an idle process)."""
-    total = 0
-    for tid in os.listdir('/proc/%d/task' % (pid,)):
-        try:
-            with open('/proc/%d/task/%s/schedstat' % (pid, tid)) as f:
-                total += int(f.read().split()[0])
-        except (OSError, ValueError, IndexError):
-            pass
-    return total / 1e9
 
 
 def rss_mb(pid):

@@ -39,7 +39,8 @@ import tempfile, threading, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, 'tests'))
-from harness import ApiClient, Mesh, Runtime, peer_section  # noqa: E402
+from harness import (  # noqa: E402
+    ApiClient, Mesh, Runtime, cpu_seconds as sched_cpu, peer_section)
 
 ETX = b'\x03'
 STALL_LIMIT_MS = 50.
@@ -509,18 +510,6 @@ def send_quietly(conn, data):
         conn.send(data)
     except (BrokenPipeError, ConnectionResetError):
         pass   # the router closed the link mid-frame
-
-
-def sched_cpu(pid):
-    """CPU seconds of all threads of pid, to the nanosecond (schedstat)."""
-    total = 0
-    for tid in os.listdir('/proc/%d/task' % (pid,)):
-        try:
-            with open('/proc/%d/task/%s/schedstat' % (pid, tid)) as f:
-                total += int(f.read().split()[0])
-        except (OSError, ValueError, IndexError):
-            pass
-    return total / 1e9
 
 
 def idle_rates(pid, seconds=3.):

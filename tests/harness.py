@@ -239,6 +239,19 @@ class Klippy:
         return '\n'.join(self.log_text().splitlines()[-n:])
 
 
+def cpu_seconds(pid):
+    """CPU time of all threads of a process, to the nanosecond (schedstat;
+    /proc/<pid>/stat counts 10 ms ticks, too coarse for an idle klippy)."""
+    total = 0
+    for tid in os.listdir('/proc/%d/task' % (pid,)):
+        try:
+            with open('/proc/%d/task/%s/schedstat' % (pid, tid)) as f:
+                total += int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass
+    return total / 1e9
+
+
 def terminate(proc):
     """SIGTERM, then SIGKILL if it is still there after 10 s."""
     proc.terminate()
