@@ -39,6 +39,7 @@ import tempfile, threading, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, 'tests'))
+from fakepeer import close_quietly  # noqa: E402
 from harness import (  # noqa: E402
     ApiClient, Mesh, Runtime, cpu_seconds as sched_cpu, peer_section)
 
@@ -304,10 +305,7 @@ class FakeConn:
             pass
         finally:
             self.ended.set()
-            try:
-                self.sock.close()
-            except OSError:
-                pass
+            close_quietly(self.sock)
 
     def _answer(self, msg):
         method, req_id = msg.get('method'), msg.get('id')

@@ -42,6 +42,13 @@ def default_result(method, params):
 SCRIPT_METHODS = ('gcode/script', 'router/gcode')
 
 
+def close_quietly(sock):
+    try:
+        sock.close()
+    except OSError:
+        pass
+
+
 class FakeConn:
     """One connection from the router to the fake peer, served by its own
     thread: answers like Klipper, except where the scenario says."""
@@ -116,10 +123,7 @@ class FakeConn:
         finally:
             self.injected.set()
             self.ended.set()
-            try:
-                self.sock.close()
-            except OSError:
-                pass
+            close_quietly(self.sock)
 
     def _answer(self, msg):
         method = msg.get('method')
