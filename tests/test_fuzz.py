@@ -88,6 +88,10 @@ METHOD_KEYS = {
     'router/objects/query': ['target', 'objects', 'gcode_callback'],
     'router/objects/subscribe': ['target', 'objects', 'gcode_callback'],
     'router/event/deliver': ['event', 'context', 'source'],
+    'router/mesh': ['kind', 'origin', 'source', 'id', 'event', 'context',
+                    'skip', 'hops', 'to', 'cards'],
+    'router/mesh/link': ['name'],
+    'router/mesh/ack': ['ack'],
     'router/gcode': ['script'],
     'router/info': ['name'],
 }

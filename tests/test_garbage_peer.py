@@ -321,7 +321,7 @@ def scenarios():
                 'target': 'fake', 'objects': {'print_stats': None},
                 'gcode_callback': 'FAKE_CB'}, 'invalid reply'))
     add('deliver_reply_garbage', 'open',
-        hooks={'router/event/deliver': error_hook(7)},
+        hooks={'router/mesh': error_hook(7)},
         probe=lambda main: main.gcode(
             "ROUTER_EVENT_TRIGGER EVENT=fake_ev LANE=1"))
     return out

@@ -83,6 +83,13 @@ def test_allow_nothing_and_bad_values(mesh):
             raw.request('router/event/deliver', {
                 'event': 'ping', 'context': {}, 'source': 'led'})
         assert "'main' does not accept events from 'led'" in str(e.value)
+        # The relay path: led's event, and led relaying one from afc
+        for origin in ('led', 'afc'):
+            with pytest.raises(ApiError) as e:
+                raw.request('router/mesh', {
+                    'kind': 'event', 'origin': origin, 'id': origin,
+                    'hops': 0, 'skip': [], 'event': 'ping', 'context': {}})
+            assert "'main' does not accept events from 'led'" in str(e.value)
     node = mesh.add_router_node('afc', ['main'], '', {'main': "allow: all\n"})
     node.start()
     node.wait_state('error')

@@ -18,6 +18,11 @@ class Backoff:
     def reset(self):
         self._next = self.first
 
+    def busy_delay(self):
+        """Klipper listens with a backlog of one: a peer whose backlog is
+        full is there, so try again soon (spread), without backing off."""
+        return .01 + .04 * self._rng()
+
     def next_delay(self):
         delay = self._next
         self._next = min(self.maximum, self._next * self.factor)

@@ -26,9 +26,17 @@ class Callers:
         if name is None or name == router.name:
             return trust.Caller.local(router.name)
         peer = router.peers.get(name)
-        if peer is None:
+        if peer is None and not router.allow_unlisted:
+            if router.discovery is not None:
+                router.discovery.scan_soon()
             return trust.Caller.unknown(name, router.name)
-        return trust.Caller.instance(name, peer.allow, router.name)
+        return trust.Caller.instance(name, self.allow_of(name), router.name)
+
+    def allow_of(self, name):
+        """What an instance may do here: its section's allow:, or
+        allow_unlisted: for an instance this config does not list."""
+        peer = self.router.peers.get(name)
+        return peer.allow if peer is not None else self.router.allow_unlisted
 
     def check(self, web_request, action):
         """Raises an API error if the caller may not do this here."""
@@ -47,6 +55,7 @@ class Callers:
             self._names[web_request.get_client_connection()] = caller
         who = self.caller_of(web_request)
         web_request.send({'name': self.router.name,
+                          'mesh': self.router.mesh,
                           'version': CLIENT_VERSION,
                           'peers': sorted(self.router.peers),
                           'known': who.kind != trust.Caller.UNKNOWN,

@@ -52,10 +52,17 @@ class RouterCommands:
     cmd_ROUTER_PRINTERS_LIST_help = "List the router's peers and their state"
     def cmd_ROUTER_PRINTERS_LIST(self, gcmd):
         now = self.reactor.monotonic()
-        lines = ["Router '%s': %d peer(s)" % (self.router.name,
-                                               len(self.router.peers))]
-        for name, peer in sorted(self.router.peers.items()):
-            lines.append("%s: %s" % (name, describe_link(peer, now)))
+        router = self.router
+        lines = ["Router '%s' (mesh '%s'): %d peer(s)" % (
+            router.name, router.mesh, len(router.peers))]
+        listed = {p['name']: p for p in router.printers_list()}
+        for name, peer in sorted(router.peers.items()):
+            lines.append("%s: %s; %s, %s" % (
+                name, describe_link(peer, now), listed[name]['known_by'],
+                listed[name]['reached']))
+        for name in sorted(set(listed) - set(router.peers) - {router.name}):
+            lines.append("%s: known from the mesh, %s" % (
+                name, listed[name]['reached']))
         gcmd.respond_info("\n".join(lines), log=False)
 
     cmd_ROUTER_GCODE_SCRIPT_help = (

@@ -42,28 +42,12 @@ class EventBus:
 
     # Triggering
     def trigger(self, event, context, source):
-        """Runs the handlers here and sends the event to every ready peer
-        with the module. Returns {peer: reason} of those not reached."""
+        """Runs the handlers here and sends the event to the mesh, where
+        each instance runs it once. Returns {instance: reason} of those
+        known that it cannot reach now."""
         self.dispatch(event, context, source)
-        missed = {}
-        for peer in self.router.peers.values():
-            if not peer.ready:
-                missed[peer.name] = peer.describe()
-            elif peer.has_module and not peer.permits('events'):
-                missed[peer.name] = "it does not accept events from '%s'" % (
-                    self.router.name,)
-            elif peer.has_module and peer.name != source:
-                def on_reply(result, error, peer=peer):
-                    if error is not None:
-                        self.runner.report("event '%s' not delivered to '%s':"
-                                           " %s" % (event, peer.name, error),
-                                           peer.name)
-                try:
-                    peer.request(DELIVER, {'event': event, 'context': context,
-                                           'source': source}, on_reply)
-                except Exception as e:
-                    missed[peer.name] = str(e)
-        return missed
+        self.router.relay.originate(event, context, source)
+        return self.router.relay.not_reached()
 
     def dispatch(self, event, context, source):
         """Runs this instance's handlers (and those it keeps for peers

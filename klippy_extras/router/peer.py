@@ -4,9 +4,10 @@
 # Copyright (C) 2026  Klipper Router contributors
 #
 # This file may be distributed under the terms of the GNU GPLv3 license.
-import collections, logging
+import collections, logging, os
 from . import rpc, session
 from .gcode_text import command_line
+from .backoff import Backoff
 from .link import Link, LinkError
 from .subscriptions import callback_params
 from .transport import UnixTransport, drop_timer
@@ -25,7 +26,7 @@ class PeerError(Exception):
 
 
 class Peer:
-    def __init__(self, router, options, is_self=False):
+    def __init__(self, router, options, is_self=False, link=None):
         self.router = router
         self.reactor = router.reactor
         self.options = options
@@ -37,10 +38,20 @@ class Peer:
             options.name, router.name, self.reactor.monotonic, is_self,
             options.serve)
         self.subs = self.session.subs
-        self.link = Link(self.reactor, UnixTransport(
-            self.reactor, options.socket, None, options.reconnect_delay,
-            options.reconnect_max_delay), self)
+        if link is None:
+            link = Link(self.reactor, UnixTransport(
+                self.reactor, options.socket, None, options.reconnect_delay,
+                options.reconnect_max_delay), self)
+        else:
+            # A connection discovery opened: it becomes this peer's link
+            link.listener = self
+            link.transport.backoff = Backoff(options.reconnect_delay,
+                                             options.reconnect_max_delay)
+        self.link = link
+        self.real_socket = os.path.realpath(options.socket)
+        self.known_by = 'configured'        # or 'shared file', 'discovered'
         self.serving = False                # router/* registered on it
+        self.wants_serve = False            # a served peer, if elected
         self.last_failure = ''
         self._status_key = self._status = None
         self._ping_timer = self.reactor.register_timer(self._ping_event)
@@ -49,6 +60,7 @@ class Peer:
             session.Healthy: self._healthy, session.Serve: self._serve,
             session.Deliver: self._deliver,
             session.ReadyChanged: self._ready_changed,
+            session.Known: self._known,
             session.Report: self._report}
 
     # What the session knows, for the router and the commands
@@ -69,7 +81,10 @@ class Peer:
 
     # Lifecycle, called by the router
     def start(self):
-        self.link.start()
+        if self.link.connected:
+            self.link_up()     # taken over from discovery, already open
+        else:
+            self.link.start()
 
     def stop(self):
         self.link.stop()
@@ -77,16 +92,22 @@ class Peer:
 
     # Link listener
     def link_up(self):
-        self.serving = False
+        self.serving = self.wants_serve = False
         self._run(self.session.connected())
 
     def link_down(self, reason):
-        self.serving = False
+        was_serving = self.serving or self.wants_serve
+        self.serving = self.wants_serve = False
         self._run(self.session.closed(reason))
+        if was_serving:
+            self.router.mesh_changed()
 
     def link_push(self, msg):
-        if msg.get('router') == 'call':
+        kind = msg.get('router')
+        if kind == 'call':
             self.router.bridge.handle_push(self, msg)
+        elif kind == 'mesh':
+            self.router.relay.links.handle_push(self, msg.get('params'))
         else:
             self._run(self.session.push(msg))
 
@@ -123,7 +144,20 @@ class Peer:
                 self.reactor.monotonic() + session.PING_INTERVAL)
 
     def _serve(self, serve):
-        self.router.bridge.serve(self)
+        if self.is_self:
+            self.router.bridge.serve(self)
+        else:
+            # A Klipper without the module: served by one instance of the
+            # mesh (election.py)
+            self.wants_serve = True
+            self.router.mesh_changed()
+
+    def ready_to_serve(self):
+        return self.wants_serve and self.session.link_up
+
+    def stop_serving(self, why):
+        logging.info("router: %s: no longer served here: %s", self.name, why)
+        self.link.close("handing over: %s" % (why,))
 
     def _deliver(self, deliver):
         for sub, values in deliver.changes:
@@ -143,6 +177,10 @@ class Peer:
     def _ready_changed(self, change):
         logging.info("router: peer %s: %s", self.name, self.describe())
         self.router.peer_ready_changed(self, change.ready, change.reason)
+
+    def _known(self, known):
+        if self.ready:
+            self.router.peer_ready_changed(self, True, 'known')
 
     def _report(self, report):
         self.router.runner.report(report.text, self.name)

@@ -4,11 +4,15 @@
 #
 # This file may be distributed under the terms of the GNU GPLv3 license.
 import logging, os
-from . import commands, gcode_text, trust
+from . import commands, gcode_text, sections, status, trust
 from .bridge import Bridge
 from .callers import Callers
+from .discovery import Discovery
+from .election import Election
 from .eventbus import EventBus
+from .lifecycle import Lifecycle
 from .peer import Peer, PeerOptions
+from .relay import MeshRelay
 from .runner import LocalRunner
 from .transport import drop_timer
 
@@ -27,22 +31,28 @@ class Router:
         self.peers = {}
         self._own_socket = self._own_socket_path()
         self._ready = False
-        self._announced = set()   # peers whose on_connect hooks ran
+        self.has_own_section = False   # a mesh file lists this instance
         self.runner = LocalRunner(self.printer, self._note_report)
+        self.lifecycle = Lifecycle(self)
         self.gcode = self.printer.lookup_object('gcode')
         self.gcode_macro = self.printer.load_object(config, 'gcode_macro')
         self.bridge = Bridge(self)
         self.eventbus = EventBus(self)
         self.self_peer = None
         if self._own_socket is not None:
-            self.self_peer = Peer(self, PeerOptions(
-                self.name, self._own_socket, self.request_timeout,
-                self.reconnect_delay, self.reconnect_max_delay, None, None,
-                False, trust.ALL), is_self=True)
+            self.self_peer = Peer(self, self.peer_options(
+                self.name, self._own_socket, trust.ALL)._replace(
+                    serve=False), is_self=True)
         self._ready_hook_done = False
         self._methods_registered = False
         self._ready_hook_timer = None
         self.callers = Callers(self)
+        self.relay = MeshRelay(self, self.mesh)
+        self.relay.on_view_changed = lambda: self.election.changed()
+        self.election = Election(self)
+        self.discovery = None
+        if self.discover:
+            self.discovery = Discovery(self, self.discover)
         self.printer.register_event_handler("klippy:ready", self._on_ready)
         self.printer.register_event_handler("klippy:disconnect",
                                             self._on_disconnect)
@@ -67,6 +77,26 @@ class Router:
             'reconnect_delay', .1, minval=.01, maxval=60.)
         self.reconnect_max_delay = config.getfloat(
             'reconnect_max_delay', 1., minval=.01, maxval=600.)
+        self.allow = sections.read_allow(config)
+        self.allow_unlisted = sections.read_allow(config, 'allow_unlisted',
+                                                  ())
+        mesh = config.get('mesh', 'default')
+        self.mesh = gcode_text.check_name(mesh)
+        if self.mesh is None:
+            raise config.error(
+                "Option 'mesh' in section 'router': %r is not a valid mesh"
+                " name (use letters, digits, '_' and '-')" % (mesh,))
+        self.discover = [os.path.expanduser(p.strip()) for p in config.get(
+            'discover', '').split('\n') if p.strip()]
+
+    def peer_options(self, name, socket, allow=None):
+        """Options of a peer that has no section: the defaults here."""
+        return PeerOptions(
+            name, socket, self.request_timeout, self.reconnect_delay,
+            self.reconnect_max_delay, None, None, True,
+            self.allow if allow is None else allow)
+
+    own_real_socket = property(lambda self: self._own_socket)
 
     def _own_socket_path(self):
         args = self.printer.get_start_args()
@@ -80,6 +110,7 @@ class Router:
         config.error when its socket is another one."""
         if name != self.name:
             return False
+        self.has_own_section = True
         if self._own_socket is not None and (
                 _real_path(socket) != self._own_socket):
             raise config.error(
@@ -91,25 +122,29 @@ class Router:
     def add_peer(self, options, config):
         """Checks a peer against this instance and the others; returns
         its Peer. Raises config.error."""
-        section = config.get_name()
-        if options.name in self.peers:
-            raise config.error(
-                "Section '%s': peer '%s' is defined twice (names are not"
-                " case-sensitive)" % (section, options.name))
-        real = _real_path(options.socket)
-        if self._own_socket is not None and real == self._own_socket:
-            raise config.error(
-                "Section '%s': socket %s is this instance's own API socket,"
-                " and its name is '%s': give this instance's section its own"
-                " name (name: in [router]), or a peer its socket" % (
-                    section, options.socket, self.name))
-        for other in self.peers.values():
-            if _real_path(other.options.socket) == real:
-                raise config.error(
-                    "Section '%s': peers '%s' and '%s' use the same socket %s"
-                    % (section, other.name, options.name, options.socket))
+        problem = self.peer_problem(options)
+        if problem is not None:
+            raise config.error("Section '%s': %s" % (config.get_name(),
+                                                     problem))
         peer = self.peers[options.name] = Peer(self, options)
         return peer
+
+    def peer_problem(self, options):
+        """Why a peer cannot be added, or None."""
+        if options.name in self.peers or options.name == self.name:
+            return ("peer '%s' is defined twice (names are not"
+                    " case-sensitive)" % (options.name,))
+        real = _real_path(options.socket)
+        if self._own_socket is not None and real == self._own_socket:
+            return ("socket %s is this instance's own API socket, and its"
+                    " name is '%s': give this instance's section its own"
+                    " name (name: in [router]), or a peer its socket" % (
+                        options.socket, self.name))
+        for other in self.peers.values():
+            if other.real_socket == real:
+                return ("peers '%s' and '%s' use the same socket %s"
+                        % (other.name, options.name, options.socket))
+        return None
 
     def lookup_peer(self, name):
         """The Peer for a TARGET value, or None (names are case-free)."""
@@ -119,7 +154,21 @@ class Router:
     def _start_links(self, eventtime):
         for peer in self.all_links():
             peer.start()
+        self.relay.start()
+        self.election.start()
+        if self.discovery is not None:
+            self.discovery.start()
         return self.reactor.NEVER
+
+    def add_discovered(self, options, link):
+        """A peer found by discover:, on the link that found it; False if
+        it cannot be added."""
+        if self.peer_problem(options) is not None:
+            return False
+        peer = self.peers[options.name] = Peer(self, options, link=link)
+        peer.known_by = 'discovered'
+        peer.start()
+        return True
 
     def _on_ready(self):
         # No pausing in a ready handler (mainline shuts down): only arm.
@@ -128,7 +177,7 @@ class Router:
         # their hooks now, as if they had connected at this moment.
         for peer in self.peers.values():
             if peer.ready:
-                self.peer_ready_changed(peer, True, 'ready')
+                self.lifecycle.peer_ready_changed(peer, True, 'ready')
         # ROUTER_ON_READY once this instance's own router/* remote methods
         # are registered, so its macros can call them at once.
         if self._methods_registered:
@@ -162,6 +211,9 @@ class Router:
         for timer in (self._ready_hook_timer, self._start_timer):
             drop_timer(self.reactor, timer)
         self._ready_hook_timer = self._start_timer = None
+        for part in (self.discovery, self.election, self.relay):
+            if part is not None:
+                part.stop()
         for peer in self.all_links():
             try:
                 peer.stop()
@@ -170,48 +222,21 @@ class Router:
                                   peer.name)
 
     # Called by peers
+    is_ready = property(lambda self: self._ready)
+
     def peer_ready_changed(self, peer, ready, reason):
-        # Hooks are G-code: none runs before this instance is ready. Each
-        # ready peer is announced once, and its loss once.
-        if (peer.is_self or not self._ready
-                or ready == (peer.name in self._announced)):
-            return
-        if ready:
-            self._announced.add(peer.name)
-        else:
-            self._announced.discard(peer.name)
-        self._stock_lifecycle(peer, ready)
-        if ready:
-            hook, macro = 'on_connect', 'ROUTER_ON_CONNECTED'
-            params = {'PRINTER': peer.name}
-        else:
-            hook, macro = 'on_disconnect', 'ROUTER_ON_DISCONNECTED'
-            params = {'PRINTER': peer.name, 'REASON': reason}
-        self.runner.run_template(getattr(peer.options, hook),
-                                 "%s of peer '%s'" % (hook, peer.name))
-        self.runner.call_macro(macro, params, "hook %s for peer '%s'"
-                               % (macro, peer.name), missing_ok=True)
+        if not peer.is_self:
+            if ready and peer.has_module:
+                self.relay.peer_linked(peer)
+            self.mesh_changed()
+        self.lifecycle.peer_ready_changed(peer, ready, reason)
 
-    def _stock_lifecycle(self, peer, ready):
-        """The old bridge's lifecycle macros, on the peers without the
-        module that this instance serves."""
-        served = [p for p in self.peers.values()
-                  if p.name in self._announced and not p.has_module
-                  and p.options.serve]
-        for other in served:
-            if other is not peer:
-                self._stock_macro(other, 'ROUTER_ON_CONNECTED' if ready
-                                  else 'ROUTER_ON_DISCONNECTED', peer.name)
-        if ready and peer in served:
-            if 'ROUTER_ON_READY' in peer.remote_macros:
-                peer.run_line('ROUTER_ON_READY', 'hook ROUTER_ON_READY')
-            for name in [self.name] + sorted(self._announced - {peer.name}):
-                self._stock_macro(peer, 'ROUTER_ON_CONNECTED', name)
+    def mesh_changed(self):
+        self.relay.refresh()
+        self.election.changed()
 
-    def _stock_macro(self, peer, macro, printer_name):
-        if macro in peer.remote_macros:
-            peer.run_line(gcode_text.command_line(
-                macro, {'PRINTER': printer_name}), "hook %s" % (macro,))
+    def greet_served(self, peer):
+        self.lifecycle.greet_served(peer)
 
     def run_line_on(self, name, line, what):
         peer = self.peers.get(name)
@@ -219,23 +244,13 @@ class Router:
             peer.run_line(line, what)
 
     def printers_list(self):
-        state = self.printer.get_state_message()[1]
-        out = [{'name': self.name, 'connected': True,
-                'ready': state == 'ready', 'state': state, 'module': True}]
-        for name, peer in sorted(self.peers.items()):
-            out.append({'name': name, 'connected': peer.session.session_up,
-                        'ready': peer.ready, 'state': peer.state,
-                        'module': peer.has_module})
-        return out
+        return status.printers_list(self)
 
     def _note_report(self, text, peer_name):
         peer = self.peers.get(peer_name or '')
         if peer is not None:
             peer.note_failure(text)
 
-    # printer.router: built on every call (each peer's part is cached
-    # against the values it is made of), so it is never stale.
+    # printer.router: built on every call, so it is never stale
     def get_status(self, eventtime=None):
-        return {'name': self.name,
-                'peers': {name: peer.get_status()
-                          for name, peer in self.peers.items()}}
+        return status.router_status(self)

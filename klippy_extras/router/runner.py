@@ -54,6 +54,8 @@ class LocalRunner:
 
     def run_template(self, template, what):
         """Rendered when it runs, so it sees the printer state of then."""
+        if template is None:
+            return
         self._queue(lambda: self._run_template(template), None, what)
 
     def call_macro(self, name, params, what, missing_ok=False):

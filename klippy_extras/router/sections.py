@@ -35,7 +35,7 @@ class PeerSection:
             on_connect=macros.load_template(config, 'on_connect', ''),
             on_disconnect=macros.load_template(config, 'on_disconnect', ''),
             serve=config.getboolean('serve_remote_methods', True),
-            allow=read_allow(config))
+            allow=read_allow(config, default=router.allow))
         standing = standing_subscription(config)
         self.peer = None
         if router.is_this_instance(name, options.socket, config):
@@ -55,14 +55,19 @@ def section_word(config, index, check, hint):
     return word
 
 
-def read_allow(config):
-    allow = config.getlist('allow', trust.ACTIONS)
-    words = [a.strip().lower() for a in allow if a.strip()]
+def read_allow(config, option='allow', default=trust.ACTIONS):
+    """A set of trust.ACTIONS; 'none' or an empty value is none."""
+    allow = config.get(option, None)
+    if allow is None:
+        return frozenset(default)
+    words = [a.strip().lower() for a in allow.split(',') if a.strip()]
+    words = [a for a in words if a != 'none']
     bad = [a for a in words if a not in trust.ACTIONS]
     if bad:
         raise config.error(
-            "Option 'allow' in section '%s': unknown %s (choose from %s)"
-            % (config.get_name(), ', '.join(bad), ', '.join(trust.ACTIONS)))
+            "Option '%s' in section '%s': unknown %s (choose from %s, or"
+            " none)" % (option, config.get_name(), ', '.join(bad),
+                        ', '.join(trust.ACTIONS)))
     return frozenset(words)
 
 

@@ -38,6 +38,7 @@ Serve = collections.namedtuple('Serve', '')
 Deliver = collections.namedtuple('Deliver', 'changes')
 ReadyChanged = collections.namedtuple('ReadyChanged', 'ready reason')
 Report = collections.namedtuple('Report', 'text')
+Known = collections.namedtuple('Known', '')   # the peer now lists this one
 
 
 class PeerSession:
@@ -113,16 +114,28 @@ class PeerSession:
         if self._ping_sent is not None:
             return [], PING_INTERVAL
         self._ping_sent = sent = self.clock()
+        # A peer that did not know this instance may have learnt of it
+        # since (discovery): its router/info is the ping then.
+        relearn = self.has_module and not self.remote_known
         def on_reply(result, error):
             if self._ping_sent != sent:
                 return []
             self._ping_sent = None
             if error is None:
                 self.rtt = self.clock() - sent
-                return self._set_responsive(True)
+                actions = self._set_responsive(True)
+                if relearn:
+                    self._learn_allow(result)
+                    if self.remote_known:
+                        actions.append(Known())
+                        actions += self.subscriptions_changed()
+                return actions
             if error.kind == rpc.TIMEOUT:
                 return self._set_responsive(False)
             return []
+        if relearn:
+            return [Send('router/info', {'name': self.own_name}, on_reply,
+                         PING_TIMEOUT, True)], PING_INTERVAL
         return [Send('info', {}, on_reply, PING_TIMEOUT, True)], PING_INTERVAL
 
     def subscriptions_changed(self):
@@ -149,10 +162,8 @@ class PeerSession:
         self.has_module = error is None and isinstance(result, dict)
         self.remote_allow, self.remote_known = None, True
         actions = []
-        if self.has_module and isinstance(result.get('allow'), list):
-            self.remote_allow = frozenset(a for a in result['allow']
-                                          if isinstance(a, str))
-            self.remote_known = result.get('known') is not False
+        if self.has_module:
+            self._learn_allow(result)
         if self.has_module and not self.is_self and (
                 result.get('name') != self.name):
             actions.append(Report(
@@ -174,6 +185,14 @@ class PeerSession:
         # defines them (an unknown command would print on its console).
         return actions + [Send('objects/list', {}, self._on_objects_list,
                                HANDSHAKE_TIMEOUT, True)]
+
+    def _learn_allow(self, result):
+        """What the peer's router/info says this instance may do there."""
+        if isinstance(result, dict) and isinstance(result.get('allow'),
+                                                   list):
+            self.remote_allow = frozenset(a for a in result['allow']
+                                          if isinstance(a, str))
+            self.remote_known = result.get('known') is not False
 
     def _on_objects_list(self, result, error):
         names = result.get('objects') if isinstance(result, dict) else None

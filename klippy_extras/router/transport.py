@@ -110,6 +110,9 @@ class UnixTransport:
             if error != self.last_error:
                 logging.info("router: %s: %s", self.path, error)
                 self.last_error = error
+            if isinstance(e, OSError) and e.errno in (errno.EAGAIN,
+                                                      errno.EWOULDBLOCK):
+                return eventtime + self.backoff.busy_delay()
             return eventtime + self.backoff.next_delay()
         self.sock = sock
         self.fd_handle = self.reactor.register_fd(

@@ -1,0 +1,182 @@
+# The mesh beyond the direct links, without I/O: which instances exist and
+# whom each one has a link with (their cards), events relayed so that each
+# instance runs them once, and which instance serves each Klipper without
+# the module.
+#
+# Every instance floods a small card when its links change. Edges count
+# only when both ends list each other, so a dead instance's last card
+# (which still lists its old neighbors) no longer connects it.
+#
+# Copyright (C) 2026  Klipper Router contributors
+#
+# This file may be distributed under the terms of the GNU GPLv3 license.
+import collections
+from . import gcode_text
+
+MAX_CARDS = 64          # instances one view keeps
+MAX_LIST = 64           # names or sockets in one card
+MAX_PATH = 4096
+MAX_SEEN = 4096         # event ids remembered for deduplication
+MAX_SKIP = 128
+
+
+def _names(values, limit=MAX_LIST):
+    if not isinstance(values, list) or len(values) > limit:
+        raise ValueError("card list is not a short list")
+    out = set()
+    for v in values:
+        name = gcode_text.check_name(v)
+        if name is None:
+            raise ValueError("card names %.40r" % (v,))
+        out.add(name)
+    return frozenset(out)
+
+
+def _paths(values):
+    if not isinstance(values, list) or len(values) > MAX_LIST or not all(
+            isinstance(v, str) and 0 < len(v) <= MAX_PATH for v in values):
+        raise ValueError("card sockets are not a short list of paths")
+    return frozenset(values)
+
+
+Card = collections.namedtuple('Card', 'name mesh boot seq neighbors plain'
+                              ' serving')
+
+
+def card_from_wire(data):
+    """A Card from a peer's message. Raises ValueError."""
+    if not isinstance(data, dict):
+        raise ValueError("card is not an object")
+    name = gcode_text.check_name(data.get('name'))
+    mesh, boot, seq = data.get('mesh'), data.get('boot'), data.get('seq')
+    if name is None or not isinstance(mesh, str) or len(mesh) > 64:
+        raise ValueError("card without a valid name or mesh")
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+               for v in (boot, seq)):
+        raise ValueError("card without a numeric boot and seq")
+    return Card(name, mesh, boot, seq, _names(data.get('neighbors')),
+                _paths(data.get('plain')), _paths(data.get('serving')))
+
+
+def card_to_wire(card):
+    return {'name': card.name, 'mesh': card.mesh, 'boot': card.boot,
+            'seq': card.seq, 'neighbors': sorted(card.neighbors),
+            'plain': sorted(card.plain), 'serving': sorted(card.serving)}
+
+
+class MeshView:
+    """This instance's card and the cards it has heard of."""
+    def __init__(self, name, mesh, boot):
+        self.own = Card(name, mesh, boot, 0, frozenset(), frozenset(),
+                        frozenset())
+        self.cards = {}
+
+    @property
+    def name(self):
+        return self.own.name
+
+    def update_own(self, neighbors, plain, serving):
+        """True when the card changed (it must then be sent around)."""
+        neighbors, plain, serving = (frozenset(neighbors), frozenset(plain),
+                                     frozenset(serving))
+        own = self.own
+        if (neighbors, plain, serving) == (own.neighbors, own.plain,
+                                           own.serving):
+            return False
+        self.own = own._replace(seq=own.seq + 1, neighbors=neighbors,
+                                plain=plain, serving=serving)
+        return True
+
+    def accept(self, card):
+        """Keeps a card newer than the one held; True if it was."""
+        if card.name == self.own.name:
+            return False
+        old = self.cards.get(card.name)
+        if old is None and len(self.cards) >= MAX_CARDS:
+            return False
+        if old is not None and (card.boot, card.seq) <= (old.boot, old.seq):
+            return False
+        self.cards[card.name] = card
+        return True
+
+    def all_cards(self):
+        return [self.own] + list(self.cards.values())
+
+    def _linked(self, a, b):
+        ca = self.own if a == self.own.name else self.cards.get(a)
+        cb = self.own if b == self.own.name else self.cards.get(b)
+        return (ca is not None and cb is not None and b in ca.neighbors
+                and a in cb.neighbors)
+
+    def routes(self):
+        """{name: first hop} of every instance reachable from here over
+        links both ends list (the first hop of a neighbor is itself)."""
+        routes = {}
+        queue = collections.deque()
+        for n in sorted(self.own.neighbors):
+            routes[n] = n
+            queue.append(n)
+        while queue:
+            here = queue.popleft()
+            card = self.cards.get(here)
+            for n in sorted(card.neighbors if card else ()):
+                if n != self.own.name and n not in routes and (
+                        self._linked(here, n)):
+                    routes[n] = routes[here]
+                    queue.append(n)
+        return routes
+
+    def known(self):
+        return set(self.cards)
+
+    # One server per Klipper without the module
+    def server_of(self, socket, routes=None):
+        """The instance that should serve that socket: the first name
+        among this one and the reachable ones connected to it."""
+        routes = self.routes() if routes is None else routes
+        names = [c.name for c in self.all_cards()
+                 if socket in c.plain and (
+                     c.name == self.own.name or c.name in routes)]
+        return min(names) if names else None
+
+    def others_serving(self, socket, routes=None):
+        routes = self.routes() if routes is None else routes
+        return sorted(c.name for c in self.cards.values()
+                      if socket in c.serving and c.name in routes)
+
+
+class SeenIds:
+    """Event ids already run here; bounded, oldest forgotten first."""
+    def __init__(self, size=MAX_SEEN):
+        self.size = size
+        self._ids = collections.OrderedDict()
+
+    def first_time(self, key):
+        if key in self._ids:
+            return False
+        self._ids[key] = True
+        if len(self._ids) > self.size:
+            self._ids.popitem(last=False)
+        return True
+
+
+def relay_plan(skip, neighbors, sender, own_name):
+    """Where an event goes on from here, and the skip set it carries.
+    skip holds instances some earlier hop sends it to: each hop adds its
+    own neighbors, so in a full mesh nothing is relayed twice, and in a
+    chain or ring it goes on to whoever has not been covered."""
+    skip = set(skip) | {own_name}
+    if sender is not None:
+        skip.add(sender)
+    targets = sorted(set(neighbors) - skip)
+    new_skip = skip | set(neighbors)
+    if len(new_skip) > MAX_SKIP:
+        # Too large to carry: relaying to more than needed is harmless
+        # (ids deduplicate), missing someone is not.
+        new_skip = {own_name}
+    return targets, sorted(new_skip)
+
+
+def check_skip(values):
+    """The skip list of a relayed event. Raises ValueError."""
+    return _names(values, MAX_SKIP)

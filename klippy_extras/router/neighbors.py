@@ -1,0 +1,165 @@
+# The instances with the module that this one has a link with, in either
+# direction, and sending one mesh message to one of them.
+#
+# A neighbor is one this instance dials (requests to its router/mesh
+# endpoint, answered), or one that dials this instance and registered the
+# remote method router/link/<its name> here (pushes, which it acknowledges
+# with router/mesh/ack). Either direction carries everything.
+#
+# Copyright (C) 2026  Klipper Router contributors
+#
+# This file may be distributed under the terms of the GNU GPLv3 license.
+import logging
+from . import rpc, trust
+from .peer import PeerError
+
+ENDPOINT = 'router/mesh'
+LINK_ENDPOINT = 'router/mesh/link'
+ACK_ENDPOINT = 'router/mesh/ack'
+HOP_TIMEOUT = 5.         # s for a neighbor to take a message
+MAX_PENDING = 10000      # pushes waiting for their acknowledgement
+
+
+def link_method(name):
+    return 'router/link/' + name
+
+
+class Neighbors:
+    def __init__(self, router, on_message, on_failed):
+        self.router = router
+        self.reactor = router.reactor
+        self.on_message = on_message    # (sender name, msg)
+        self.on_failed = on_failed      # (name, msg, why)
+        self._inbound = {}        # name -> API connection that linked here
+        self._pending = {}        # ack number -> (deadline, name, msg)
+        self._ack_seq = 0
+        self.webhooks = router.printer.lookup_object('webhooks')
+        for path, handler in ((ENDPOINT, self._handle_message),
+                              (LINK_ENDPOINT, self._handle_link),
+                              (ACK_ENDPOINT, self._handle_ack)):
+            self.webhooks.register_endpoint(path, handler)
+
+    def clear(self):
+        self._inbound.clear()
+        self._pending.clear()
+
+    def _dialed(self, name):
+        peer = self.router.peers.get(name)
+        if (peer is not None and peer.ready and peer.has_module
+                and peer.session.remote_known):
+            return peer
+        return None
+
+    def _inbound_open(self, name):
+        conn = self._inbound.get(name)
+        return conn is not None and not conn.is_closed()
+
+    def names(self):
+        names = {p.name for p in self.router.peers.values()
+                 if self._dialed(p.name) is not None}
+        names.update(n for n in self._inbound if self._inbound_open(n))
+        return frozenset(names)
+
+    def offer_way_back(self, peer):
+        """A dialed module peer got ready: let it push to this one."""
+        if not peer.session.remote_known:
+            return
+        def on_reply(result, error):
+            if error is not None:
+                logging.info("router: no way back from '%s': %s",
+                             peer.name, error)
+        try:
+            peer.request('register_remote_method', {
+                'remote_method': link_method(self.router.name),
+                'response_template': {'router': 'mesh'}}, on_reply)
+            peer.request(LINK_ENDPOINT, {}, on_reply)
+        except PeerError as e:
+            logging.info("router: no way back from '%s': %s", peer.name, e)
+
+    def check(self, now):
+        """Forgets closed inbound links; pushes unacknowledged in time
+        have failed."""
+        for n in [n for n in self._inbound if not self._inbound_open(n)]:
+            del self._inbound[n]
+        late = [k for k, (deadline, _, _) in self._pending.items()
+                if deadline <= now]
+        for key in late:
+            deadline, name, msg = self._pending.pop(key)
+            self.on_failed(name, msg, "no acknowledgement")
+
+    def send(self, name, msg):
+        """Sends msg to a neighbor; on_failed(name, msg, why) if it does
+        not arrive (a refusal by the neighbor is logged only)."""
+        peer = self._dialed(name)
+        if peer is not None:
+            def on_reply(result, error):
+                if error is not None and error.kind != rpc.REMOTE:
+                    self.on_failed(name, msg, error)
+                elif error is not None:
+                    logging.info("router: '%s' refused a mesh message: %s",
+                                 name, error)
+            try:
+                peer.request(ENDPOINT, msg, on_reply, HOP_TIMEOUT)
+            except PeerError as e:
+                self.on_failed(name, msg, e)
+            return
+        if self._inbound_open(name) and len(self._pending) < MAX_PENDING:
+            self._ack_seq += 1
+            self._pending[self._ack_seq] = (
+                self.reactor.monotonic() + HOP_TIMEOUT, name, msg)
+            try:
+                self.webhooks.call_remote_method(link_method(name), msg=msg,
+                                                 ack=self._ack_seq)
+            except self.router.printer.command_error as e:
+                self._pending.pop(self._ack_seq, None)
+                self.on_failed(name, msg, e)
+            return
+        self.on_failed(name, msg, "no link")
+
+    # Receiving
+    def _caller(self, web_request):
+        """Only a known instance takes part in the mesh here."""
+        who = self.router.callers.caller_of(web_request)
+        if who.kind == trust.Caller.UNKNOWN:
+            raise web_request.error(trust.unknown_text(who.here, who.name))
+        if who.kind != trust.Caller.INSTANCE:
+            raise web_request.error("%s: for instances with the module"
+                                    % (web_request.get_method(),))
+        return who
+
+    def _handle_message(self, web_request):
+        who = self._caller(web_request)
+        params = web_request.params
+        if not isinstance(params, dict):
+            params = {}
+        if params.get('kind') == 'event':
+            try:
+                who.require('events')
+            except trust.Refused as e:
+                raise web_request.error(str(e))
+        self.on_message(who.name, params)
+        web_request.send({})
+
+    def _handle_link(self, web_request):
+        who = self._caller(web_request)
+        self._inbound[who.name] = web_request.get_client_connection()
+        web_request.send({})
+        self.router.mesh_changed()
+
+    def _handle_ack(self, web_request):
+        self._pending.pop(web_request.get_int('ack', 0), None)
+        web_request.send({})
+
+    def handle_push(self, peer, params):
+        """A message pushed by a neighbor this instance dials."""
+        if not isinstance(params, dict):
+            return
+        ack = params.get('ack')
+        msg = params.get('msg')
+        if isinstance(ack, int):
+            try:
+                peer.request(ACK_ENDPOINT, {'ack': ack},
+                             lambda result, error: None)
+            except PeerError:
+                pass
+        self.on_message(peer.name, msg if isinstance(msg, dict) else {})
