@@ -123,3 +123,26 @@ def test_shared_mesh_file(mesh):
         mesh['led'].gcode("ROUTER_GCODE_SCRIPT TARGET=afc SCRIPT='MARK'")
     assert "'afc' does not accept gcode from 'led'" in str(e.value)
     mesh['led'].gcode("ROUTER_OBJECTS_QUERY TARGET=main OBJECTS=print_stats")
+
+
+def test_discovered_mesh(mesh):
+    """config_examples/discovered_mesh: no [router NAME] section at all."""
+    for name in ('main', 'led'):
+        text = example(mesh, 'discovered_mesh/%s.cfg' % (name,))
+        text = text.replace('~/printer_*_data/comms/klippy.sock',
+                            os.path.join(mesh.workdir, '*', 'api.sock'))
+        mesh.add(name, text + COMMON)
+    mesh.start()
+    mesh.wait_links()
+    wait_until(lambda: all(
+        mesh[n].router_status()['peers'].get(o, {}).get('ready')
+        for n, o in (('main', 'led'), ('led', 'main'))), 5.)
+    main, led = mesh['main'], mesh['led']
+    assert led.router_status()['peers']['main']['known_by'] == 'discovered'
+    out = led.client
+    main.gcode("PRINT_STATE STATE=printing")
+    out.wait_output(lambda l: l == 'echo: LED: main is printing')
+    with pytest.raises(ApiError) as e:
+        led.gcode("ROUTER_GCODE_SCRIPT TARGET=main SCRIPT=MARK")
+    assert "'main' does not accept gcode from 'led'" in str(e.value)
+    assert main.macro_vars('MARK')['count'] == 0

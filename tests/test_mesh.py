@@ -7,7 +7,7 @@
 # This file may be distributed under the terms of the GNU GPLv3 license.
 import concurrent.futures, os, random, time
 import pytest
-from harness import ApiError, wait_until
+from harness import ApiClient, ApiError, wait_until
 from linkproxy import LinkProxy
 from macros import COMMON
 
@@ -293,3 +293,61 @@ def test_one_server_per_plain_klipper_and_takeover(mesh):
     wait_until(lambda: plain.macro_vars('MARK')['count'] == 121, 5.)
     time.sleep(.5)
     assert plain.macro_vars('MARK')['count'] == 121
+
+
+# allow: on the paths the mesh adds, from the attacker's side
+def test_relayed_event_meets_the_receivers_allow_for_its_origin(mesh):
+    """a -> b -> c: c admits b but not a. a's events, relayed by b, do not
+    run on c, and neither does one a raw client relays as b claiming a."""
+    mesh.add('a', "[router]\nname: a\n[router b]\nsocket: %s\n%s%s" % (
+        mesh.sock('b'), TICKS, COMMON))
+    mesh.add('b', "[router]\nname: b\nallow_unlisted: %s\n[router c]\n"
+             "socket: %s\n%s%s" % (ALL, mesh.sock('c'), TICKS, COMMON))
+    mesh.add('c', "[router]\nname: c\n[router b]\nsocket: %s\n%s%s" % (
+        mesh.sock('b'), TICKS, COMMON))
+    mesh.start()
+    wait_until(lambda: routes_complete(mesh, ('a', 'b', 'c')), 10.,
+               what="every instance reached")
+    for i in range(5):
+        mesh['a'].gcode("ROUTER_EVENT_TRIGGER EVENT=tick")
+    wait_until(lambda: ticks(mesh['b']) == 5, 5.)
+    mesh['b'].gcode("ROUTER_EVENT_TRIGGER EVENT=tick")
+    wait_until(lambda: ticks(mesh['c']) == 1, 5.)
+    with ApiClient(mesh['c'].sock) as raw:
+        raw.request('router/info', {'name': 'b'})
+        raw.request('router/mesh', {
+            'kind': 'event', 'origin': 'a', 'id': 'forged', 'hops': 1,
+            'skip': [], 'event': 'tick', 'context': {}})
+    time.sleep(1.)
+    assert [ticks(mesh[n]) for n in 'abc'] == [6, 6, 1]
+
+
+def test_allow_unlisted_grants_only_what_it_lists(mesh):
+    mesh.add('a', "[router]\nname: a\n[router b]\nsocket: %s\n%s%s" % (
+        mesh.sock('b'), TICKS, COMMON))
+    mesh.add('b', "[router]\nname: b\nallow_unlisted: query\n%s%s" % (
+        TICKS, COMMON))
+    mesh.start()
+    mesh.wait_links()
+    a = mesh['a']
+    a.gcode("ROUTER_OBJECTS_QUERY TARGET=b OBJECTS=print_stats")
+    with pytest.raises(ApiError) as e:
+        a.gcode("ROUTER_GCODE_SCRIPT TARGET=b SCRIPT=MARK")
+    assert ("'b' does not accept gcode from 'a'" in str(e.value))
+    with ApiClient(mesh['b'].sock) as raw:
+        raw.request('router/info', {'name': 'a'})
+        with pytest.raises(ApiError) as e:
+            raw.request('router/gcode', {'script': 'MARK'})
+        assert "allow: query in [router] allow_unlisted: on 'b'" in str(
+            e.value)
+        with pytest.raises(ApiError) as e:
+            raw.request('router/mesh', {
+                'kind': 'event', 'origin': 'a', 'id': '1', 'hops': 0,
+                'skip': [], 'event': 'tick', 'context': {}})
+        assert "'b' does not accept events from 'a'" in str(e.value)
+    a.gcode("ROUTER_EVENT_TRIGGER EVENT=tick")
+    a.client.wait_output(lambda l: "did not reach: b (it does not accept"
+                         " events from 'a')" in l)
+    time.sleep(.5)
+    assert ticks(mesh['b']) == 0
+    assert mesh['b'].macro_vars('MARK')['count'] == 0

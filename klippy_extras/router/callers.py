@@ -26,11 +26,14 @@ class Callers:
         if name is None or name == router.name:
             return trust.Caller.local(router.name)
         peer = router.peers.get(name)
+        if peer is None and router.discovery is not None:
+            router.discovery.scan_soon()
         if peer is None and not router.allow_unlisted:
-            if router.discovery is not None:
-                router.discovery.scan_soon()
             return trust.Caller.unknown(name, router.name)
-        return trust.Caller.instance(name, self.allow_of(name), router.name)
+        where = ("[router] allow_unlisted:" if peer is None else
+                 "[router] allow:" if peer.known_by == 'discovered' else None)
+        return trust.Caller.instance(name, self.allow_of(name), router.name,
+                                     where)
 
     def allow_of(self, name):
         """What an instance may do here: its section's allow:, or

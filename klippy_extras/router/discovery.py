@@ -38,6 +38,7 @@ class Discovery:
         self.patterns = patterns
         self.left_alone = {}     # real path -> (socket key, why)
         self._probes = {}        # real path -> Probe
+        self._real = {}          # path as matched -> real path
         self._timer = None
 
     def start(self):
@@ -56,10 +57,16 @@ class Discovery:
             self.reactor.update_timer(self._timer, self.reactor.NOW)
 
     def _candidates(self):
+        # realpath costs a system call per path component: once per path
         paths = set()
         for pattern in self.patterns:
             for path in sorted(glob.glob(pattern))[:MAX_SOCKETS]:
-                paths.add(os.path.realpath(path))
+                real = self._real.get(path)
+                if real is None:
+                    if len(self._real) > 4 * MAX_SOCKETS:
+                        self._real.clear()
+                    real = self._real[path] = os.path.realpath(path)
+                paths.add(real)
         return sorted(paths)
 
     def _scan(self, eventtime):

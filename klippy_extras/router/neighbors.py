@@ -147,6 +147,7 @@ class Neighbors:
         self.router.mesh_changed()
 
     def _handle_ack(self, web_request):
+        self._caller(web_request)
         self._pending.pop(web_request.get_int('ack', 0), None)
         web_request.send({})
 

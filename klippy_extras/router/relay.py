@@ -6,7 +6,7 @@
 # Copyright (C) 2026  Klipper Router contributors
 #
 # This file may be distributed under the terms of the GNU GPLv3 license.
-import logging, time
+import logging, random, time
 from . import events, gcode_text, mesh
 from .neighbors import Neighbors
 from .transport import drop_timer
@@ -24,6 +24,8 @@ class MeshRelay:
         self.retried = mesh.SeenIds()
         self.links = Neighbors(router, self.receive, self._failed)
         self._event_seq = 0
+        # Ids another instance cannot guess ahead of time
+        self._id_prefix = '%012x' % (random.SystemRandom().getrandbits(48),)
         self._neighbors = frozenset()
         self.on_view_changed = lambda: None
         self._timer = None
@@ -100,8 +102,7 @@ class MeshRelay:
         Klipper without the module that it serves) to the mesh."""
         self._event_seq += 1
         msg = {'kind': 'event', 'origin': self.router.name, 'source': source,
-               'id': '%x.%d' % (int(self.view.own.boot * 1000),
-                                self._event_seq),
+               'id': '%s.%d' % (self._id_prefix, self._event_seq),
                'event': event, 'context': context, 'hops': 0}
         self.seen.first_time((msg['origin'], msg['id']))
         self._relay(msg, [], None)
@@ -143,6 +144,10 @@ class MeshRelay:
                 self._receive_event(sender, msg)
         except (ValueError, TypeError, KeyError) as e:
             logging.info("router: bad mesh message from '%s': %s", sender, e)
+        except Exception:
+            # Never out of a webhooks endpoint or the link's inbox: either
+            # would shut this printer down for another's message
+            logging.exception("router: mesh message from '%s'", sender)
 
     def _receive_cards(self, sender, cards):
         if not isinstance(cards, list) or len(cards) > mesh.MAX_CARDS + 1:

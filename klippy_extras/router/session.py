@@ -20,7 +20,7 @@ PING_TIMEOUT = 5.        # unanswered this long: the peer is unresponsive
 HANDSHAKE_TIMEOUT = 10.
 KLIPPER_STATES = ('startup', 'ready', 'error', 'shutdown')
 STATUS_TEMPLATE = {'router': 'status'}
-CLIENT_VERSION = "0.2.0"
+CLIENT_VERSION = "0.3.0"
 
 # Phases, in the order a connection goes through them
 DISCONNECTED = 'disconnected'

@@ -24,8 +24,9 @@ class Refused(Exception):
 class Caller:
     LOCAL, INSTANCE, SERVED, UNKNOWN = 'local', 'instance', 'served', 'unknown'
 
-    def __init__(self, kind, name, allow, here, peer=None):
+    def __init__(self, kind, name, allow, here, peer=None, where=None):
         self.kind = kind
+        self.where = where or "[router %s]" % (name,)   # of its allow set
         self.name = name        # the caller's instance name
         self.allow = allow      # frozenset of ACTIONS
         self.here = here        # this instance's name
@@ -36,8 +37,8 @@ class Caller:
         return cls(cls.LOCAL, here, ALL, here)
 
     @classmethod
-    def instance(cls, name, allow, here):
-        return cls(cls.INSTANCE, name, frozenset(allow), here)
+    def instance(cls, name, allow, here, where=None):
+        return cls(cls.INSTANCE, name, frozenset(allow), here, where=where)
 
     @classmethod
     def served(cls, peer, here):
@@ -61,10 +62,10 @@ class Caller:
         if self.kind == self.UNKNOWN:
             raise Refused(unknown_text(self.here, self.name))
         raise Refused(
-            "'%s' does not accept %s from '%s' (allow: %s in [router %s] on"
+            "'%s' does not accept %s from '%s' (allow: %s in %s on"
             " '%s')" % (self.here, action, self.name,
                         ', '.join(sorted(self.allow)) or 'nothing',
-                        self.name, self.here))
+                        self.where, self.here))
 
     def require_callback_here(self):
         """A callback macro that runs on this instance is G-code here,

@@ -1,0 +1,159 @@
+# Unit tests of the mesh's pure logic (router/mesh.py): cards, routes,
+# the election and the relay plan. The behaviour on real klippy processes
+# is in test_mesh.py.
+#
+# Copyright (C) 2026  Klipper Router contributors
+#
+# This file may be distributed under the terms of the GNU GPLv3 license.
+import itertools, random
+import pytest
+from router import mesh
+
+
+def card(name, neighbors=(), plain=(), serving=(), seq=1, boot=1.):
+    return mesh.Card(name, 'default', boot, seq, frozenset(neighbors),
+                     frozenset(plain), frozenset(serving))
+
+
+def view_of(own, links, plain=None, serving=None):
+    """A view from own, with every instance's card holding its links."""
+    plain, serving = plain or {}, serving or {}
+    names = set(itertools.chain.from_iterable(links)) | {own}
+    nbrs = {n: set() for n in names}
+    for a, b in links:
+        nbrs[a].add(b)
+        nbrs[b].add(a)
+    view = mesh.MeshView(own, 'default', 1.)
+    view.update_own(nbrs[own], plain.get(own, ()), serving.get(own, ()))
+    for n in names - {own}:
+        view.accept(card(n, nbrs[n], plain.get(n, ()), serving.get(n, ())))
+    return view
+
+
+def test_card_round_trip_and_bad_cards():
+    c = card('led', ['main'], ['/tmp/a.sock'], [])
+    assert mesh.card_from_wire(mesh.card_to_wire(c)) == c
+    good = mesh.card_to_wire(c)
+    for bad in [None, [], dict(good, name='bad name'), dict(good, seq='1'),
+                dict(good, boot=True), dict(good, neighbors='main'),
+                dict(good, neighbors=['x'] * 65), dict(good, plain=[7]),
+                dict(good, serving=['']), dict(good, mesh=None)]:
+        with pytest.raises(ValueError):
+            mesh.card_from_wire(bad)
+
+
+def test_only_newer_cards_are_kept_and_the_number_is_bounded():
+    view = mesh.MeshView('main', 'default', 1.)
+    assert view.accept(card('led', seq=2))
+    assert not view.accept(card('led', seq=1))
+    assert not view.accept(card('led', seq=2))
+    assert view.accept(card('led', seq=1, boot=2.))     # restarted
+    assert not view.accept(card('main', seq=99))        # never our own
+    for i in range(mesh.MAX_CARDS * 2):
+        view.accept(card('x%d' % i))
+    assert len(view.cards) == mesh.MAX_CARDS
+
+
+def test_own_card_changes_only_when_its_content_does():
+    view = mesh.MeshView('main', 'default', 1.)
+    assert view.update_own({'led'}, (), ())
+    seq = view.own.seq
+    assert not view.update_own(['led'], [], [])
+    assert view.own.seq == seq
+
+
+def test_routes_in_a_chain_and_a_ring():
+    view = view_of('a', [('a', 'b'), ('b', 'c'), ('c', 'd')])
+    assert view.routes() == {'b': 'b', 'c': 'b', 'd': 'b'}
+    ring = view_of('a', [('a', 'b'), ('b', 'c'), ('c', 'd'), ('d', 'e'),
+                         ('e', 'a')])
+    assert ring.routes() == {'b': 'b', 'c': 'b', 'e': 'e', 'd': 'e'}
+
+
+def test_a_dead_instance_is_unreachable_though_its_last_card_lists_links():
+    view = view_of('a', [('a', 'b'), ('b', 'c')])
+    # c died: b's new card no longer lists it, c's old card still lists b
+    view.accept(card('b', ['a'], seq=5))
+    assert view.routes() == {'b': 'b'}
+    assert view.known() == {'b', 'c'}
+
+
+def test_one_server_per_socket_the_first_reachable_name():
+    sock = '/run/plain.sock'
+    links = [('m1', 'm2'), ('m2', 'm3')]
+    plain = {'m1': [sock], 'm2': [sock], 'm3': [sock]}
+    for own in ('m1', 'm2', 'm3'):
+        assert view_of(own, links, plain).server_of(sock) == 'm1'
+    # m1 unreachable (its card is stale): m2 is first
+    view = view_of('m3', links, plain)
+    view.accept(card('m2', ['m3'], [sock], seq=9))
+    assert view.server_of(sock) == 'm2'
+    # Nobody connected to it that this one can reach
+    assert view_of('m3', links, {}).server_of(sock) is None
+
+
+def test_others_serving_counts_only_reachable_instances():
+    sock = '/run/plain.sock'
+    links = [('m1', 'm2'), ('m2', 'm3')]
+    view = view_of('m1', links, serving={'m2': [sock], 'm3': [sock]})
+    assert view.others_serving(sock) == ['m2', 'm3']
+    view.accept(card('m2', ['m1'], serving=[sock], seq=9))   # m3 cut off
+    assert view.others_serving(sock) == ['m2']
+
+
+def test_seen_ids_are_bounded_and_forget_the_oldest():
+    seen = mesh.SeenIds(3)
+    assert [seen.first_time(k) for k in 'abca'] == [True, True, True, False]
+    assert seen.first_time('d')            # 'a', the oldest, forgotten
+    assert [seen.first_time(k) for k in 'cd'] == [False, False]
+    assert seen.first_time('a')
+
+
+def flood(links, origin, lose=()):
+    """Runs the relay plan hop by hop: how often each instance gets the
+    event, and how many messages it took. lose: links that drop it."""
+    nbrs = {}
+    for a, b in links:
+        nbrs.setdefault(a, set()).add(b)
+        nbrs.setdefault(b, set()).add(a)
+    got = {n: 0 for n in nbrs}
+    got[origin] = 1
+    queue = [(origin, None, [])]
+    sent = 0
+    seen = {origin}
+    while queue:
+        here, sender, skip = queue.pop(0)
+        targets, new_skip = mesh.relay_plan(skip, nbrs[here], sender, here)
+        for t in targets:
+            sent += 1
+            if (here, t) in lose or (t, here) in lose:
+                continue
+            got[t] += 1
+            if t not in seen:
+                seen.add(t)
+                queue.append((t, here, new_skip))
+    return got, sent
+
+
+def test_relay_plan_full_mesh_sends_each_instance_one_message():
+    names = ['n%d' % i for i in range(8)]
+    links = list(itertools.combinations(names, 2))
+    got, sent = flood(links, 'n3')
+    assert set(got.values()) == {1}
+    assert sent == len(names) - 1
+
+
+@pytest.mark.parametrize('seed', range(20))
+def test_relay_plan_reaches_everyone_in_random_connected_meshes(seed):
+    rng = random.Random(seed)
+    names = ['n%d' % i for i in range(rng.randint(3, 12))]
+    links = [(names[i], rng.choice(names[:i])) for i in range(1, len(names))]
+    links += [tuple(rng.sample(names, 2)) for _ in range(rng.randint(0, 8))]
+    got, sent = flood(links, rng.choice(names))
+    assert all(v >= 1 for v in got.values()), got
+
+
+def test_relay_plan_hands_a_too_large_skip_set_back_small():
+    targets, skip = mesh.relay_plan(['x%d' % i for i in range(200)],
+                                    {'a'}, None, 'me')
+    assert targets == ['a'] and skip == ['me']
