@@ -1,10 +1,14 @@
-# One G-code hop, side by side in one run, calls interleaved:
-#   floor      a raw API client sends the script straight to B (gcode/script)
-#   router     ROUTER_GCODE_SCRIPT TARGET=B WAIT=1 SCRIPT=<script>, issued
-#              on A: measured from a client of A, minus the same client's
-#              cost of a local command on A ("A local", also measured)
+# One G-code hop, side by side in one run, calls interleaved and shuffled:
+#   floor      a raw API client sends the command straight to B
+#              (gcode/script)
+#   A local    the same client sends the same command to A
+#   routed     ROUTER_GCODE_SCRIPT TARGET=B WAIT=1 SCRIPT=<command>, sent
+#              to A by the same client
 #   moonraker  the PyPI moonraker package in front of B, over HTTP
 #              (keep-alive), POST /printer/gcode/script
+# The hop is routed minus A local of the same round (what the router adds
+# to a call A could make itself), against the floor of that round; each
+# for a native command (G4 P0) and for an empty macro (NOP).
 #
 #   .venv/bin/python bench/hop_latency.py [--calls 2000]
 #
@@ -17,9 +21,72 @@ from report import Report
 from harness import ApiClient, Mesh, Moonraker, Runtime, percentile as pct
 
 NOP = "[gcode_macro NOP]\ngcode:\n"
-SCRIPT = "NOP"
 
 
+
+
+COMMANDS = {'native': 'G4 P0', 'macro': 'NOP'}
+
+
+def rounds(methods, calls, warmup=100):
+    """Each round calls every method once, in a new random order."""
+    times = {name: [] for name in methods}
+    names = list(methods)
+    for i in range(calls + warmup):
+        random.shuffle(names)
+        for name in names:
+            t0 = time.perf_counter()
+            methods[name]()
+            if i >= warmup:
+                times[name].append(time.perf_counter() - t0)
+    return times
+
+
+def client_methods(to_a, to_b):
+    methods = {}
+    for kind, cmd in COMMANDS.items():
+        def call(client, script):
+            return lambda: client.request('gcode/script', {'script': script})
+        methods['floor ' + kind] = call(to_b, cmd)
+        methods['A local ' + kind] = call(to_a, cmd)
+        methods['routed ' + kind] = call(
+            to_a, 'ROUTER_GCODE_SCRIPT TARGET=b WAIT=1 SCRIPT="%s"' % (cmd,))
+    return methods
+
+
+def moonraker_method(mr):
+    conn = http.client.HTTPConnection('127.0.0.1', mr.port, timeout=10)
+    path = '/printer/gcode/script?' + urllib.parse.urlencode(
+        {'script': COMMANDS['macro']})
+    def via_moonraker():
+        conn.request('POST', path, body=b'')
+        resp = conn.getresponse()
+        resp.read()
+        assert resp.status == 200
+    return via_moonraker
+
+
+def report_hops(report, times, calls):
+    for name in sorted(times):
+        report.figure(name.replace(' ', '_'), calls=calls,
+                      p50_ms=pct(times[name], 50) * 1e3,
+                      p99_ms=pct(times[name], 99) * 1e3)
+    hops = {}
+    for kind in COMMANDS:
+        # Paired by round: the routed call minus A's local call
+        hop = [r - l for r, l in zip(times['routed ' + kind],
+                                     times['A local ' + kind])]
+        floor = times['floor ' + kind]
+        hops[kind] = hop
+        report.figure('hop_' + kind, p50_ms=pct(hop, 50) * 1e3,
+                      p99_ms=pct(hop, 99) * 1e3,
+                      ratio_p50=pct(hop, 50) / pct(floor, 50),
+                      ratio_p99=pct(hop, 99) / pct(floor, 99))
+        report.at_most('hop / floor at p50, %s command' % (kind,),
+                       pct(hop, 50) / pct(floor, 50), 1.2, 'x')
+        report.at_most('hop / floor at p99, %s command' % (kind,),
+                       pct(hop, 99) / pct(floor, 99), 1.5, 'x')
+    return hops
 
 
 def main():
@@ -38,49 +105,16 @@ def main():
         mesh.wait_links()
         to_a = ApiClient(mesh['a'].sock)
         to_b = ApiClient(mesh['b'].sock)
-        methods = {
-            'floor': lambda: to_b.request('gcode/script', {'script': SCRIPT}),
-            'A local': lambda: to_a.request('gcode/script',
-                                            {'script': SCRIPT}),
-            'router': lambda: to_a.request('gcode/script', {
-                'script': 'ROUTER_GCODE_SCRIPT TARGET=b WAIT=1 SCRIPT=%s'
-                          % (SCRIPT,)}),
-        }
+        methods = client_methods(to_a, to_b)
         if Moonraker.available():
             mr = Moonraker(mesh['b']).start()
-            conn = http.client.HTTPConnection('127.0.0.1', mr.port,
-                                              timeout=10)
-            path = '/printer/gcode/script?' + urllib.parse.urlencode(
-                {'script': SCRIPT})
-            def via_moonraker():
-                conn.request('POST', path, body=b'')
-                resp = conn.getresponse()
-                resp.read()
-                assert resp.status == 200
-            methods['moonraker'] = via_moonraker
-        times = {name: [] for name in methods}
-        names = list(methods)
-        for i in range(args.calls + 100):
-            random.shuffle(names)
-            for name in names:
-                t0 = time.perf_counter()
-                methods[name]()
-                if i >= 100:   # warm-up
-                    times[name].append(time.perf_counter() - t0)
-        for name in ['floor', 'A local', 'router', 'moonraker']:
-            if name in times:
-                report.figure(name.replace(' ', '_'), calls=args.calls,
-                              p50_ms=pct(times[name], 50) * 1e3,
-                              p99_ms=pct(times[name], 99) * 1e3)
-        floor50 = pct(times['floor'], 50)
-        hop50 = pct(times['router'], 50) - pct(times['A local'], 50)
-        hop99 = pct(times['router'], 99) - pct(times['A local'], 99)
-        report.figure('router_hop', p50_ms=hop50 * 1e3, p99_ms=hop99 * 1e3)
-        report.at_most('router hop / floor at p50', hop50 / floor50, 1.3,
-                       'x')
-        if 'moonraker' in times:
-            report.at_least('moonraker / router hop at p50',
-                            pct(times['moonraker'], 50) / hop50, 3., 'x')
+            methods['moonraker macro'] = moonraker_method(mr)
+        times = rounds(methods, args.calls)
+        hops = report_hops(report, times, args.calls)
+        if 'moonraker macro' in times:
+            report.at_least('moonraker / router hop at p50, macro',
+                            pct(times['moonraker macro'], 50)
+                            / pct(hops['macro'], 50), 3., 'x')
         to_a.close()
         to_b.close()
     finally:

@@ -155,8 +155,10 @@ def test_down_instances_are_skipped_and_reported_then_reached(mesh):
     main, led = mesh['main'], mesh['led']
     out = main.client
     led.kill()
-    wait_until(lambda: not main.router_status()['peers']['led']['ready'],
-               5.)
+    # Until afc's card says its link to led is gone too, main sees led as
+    # reachable through afc
+    wait_until(lambda: main.router_status()['peers']['led']['reached']
+               == 'not reached', 5.)
     main.gcode("ROUTER_EVENT_TRIGGER EVENT=filament_loaded LANE=5")
     line = out.wait_output(lambda l: "did not reach" in l)
     assert 'led (disconnected' in line and 'afc' not in line

@@ -116,7 +116,7 @@ def test_unlisted_instance_is_told_and_refused_here():
     d.answer('info', READY_INFO)
     d.answer('router/info', {'name': 'led', 'allow': [], 'known': False})
     assert not d.s.permits('gcode')
-    assert "add [router main] to led's config" in d.s.refusal('gcode')
+    assert "add [router main] to led's config" in session.refusal(d.s, 'gcode')
 
 
 def test_name_mismatch_is_reported():

@@ -74,7 +74,7 @@ class Peer:
         return self.session.permits(action)
 
     def refusal(self, action):
-        return self.session.refusal(action)
+        return session.refusal(self.session, action)
 
     def describe(self):
         return session.describe(self.session, self.link.last_error)

@@ -15,6 +15,7 @@ from .peer import Peer, PeerOptions
 from .relay import MeshRelay
 from .runner import LocalRunner
 from .transport import drop_timer
+from .watch import Watcher
 
 READY_HOOK_FALLBACK = 2.   # s: ROUTER_ON_READY even without the self link
 
@@ -47,6 +48,7 @@ class Router:
         self._methods_registered = False
         self._ready_hook_timer = None
         self.callers = Callers(self)
+        self.watcher = Watcher(self)
         self.relay = MeshRelay(self, self.mesh)
         self.relay.on_view_changed = lambda: self.election.changed()
         self.election = Election(self)
@@ -211,7 +213,8 @@ class Router:
         for timer in (self._ready_hook_timer, self._start_timer):
             drop_timer(self.reactor, timer)
         self._ready_hook_timer = self._start_timer = None
-        for part in (self.discovery, self.election, self.relay):
+        for part in (self.discovery, self.election, self.relay,
+                     self.watcher):
             if part is not None:
                 part.stop()
         for peer in self.all_links():

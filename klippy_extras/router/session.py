@@ -59,6 +59,7 @@ class PeerSession:
         self.remote_allow = None      # what it lets this instance do there
         self.remote_known = True      # does it list this instance?
         self.remote_macros = frozenset()
+        self.fast_follow = False      # it takes router/subscribe
         self.app = ''
         self._sub_seq = 0
         self._reset()
@@ -105,7 +106,7 @@ class PeerSession:
             raise ProtocolError("status update without params")
         status = params.get('status')
         actions = self._on_status(status)
-        return actions + self._deliver(self.subs.apply_delta(status))
+        return actions + _deliver(self.subs.apply_delta(status))
 
     def tick(self):
         """The keepalive: returns the actions, and when to tick again."""
@@ -161,6 +162,8 @@ class PeerSession:
         # A peer without the module answers "No registered callback"
         self.has_module = error is None and isinstance(result, dict)
         self.remote_allow, self.remote_known = None, True
+        self.fast_follow = self.has_module and _version(
+            result.get('version')) >= (0, 3)
         actions = []
         if self.has_module:
             self._learn_allow(result)
@@ -171,7 +174,7 @@ class PeerSession:
                 " know this instance by that name" % (
                     self.name, result.get('name'))))
         if len(self.subs) and not self.permits('subscribe'):
-            actions.append(Report(self.refusal('subscribe')
+            actions.append(Report(refusal(self, 'subscribe')
                                   + ": its objects are not followed"))
         if self.is_self or (not self.has_module and self.serve):
             actions.append(Serve())
@@ -186,21 +189,15 @@ class PeerSession:
         return actions + [Send('objects/list', {}, self._on_objects_list,
                                HANDSHAKE_TIMEOUT, True)]
 
-    def _learn_allow(self, result):
-        """What the peer's router/info says this instance may do there."""
-        if isinstance(result, dict) and isinstance(result.get('allow'),
-                                                   list):
-            self.remote_allow = frozenset(a for a in result['allow']
-                                          if isinstance(a, str))
-            self.remote_known = result.get('known') is not False
+    def _learn_allow(self, result):   # from router/info
+        learnt = _allow_from(result)
+        if learnt is not None:
+            self.remote_allow, self.remote_known = learnt
 
     def _on_objects_list(self, result, error):
         names = result.get('objects') if isinstance(result, dict) else None
         if isinstance(names, list):
-            self.remote_macros = frozenset(
-                n.split(None, 1)[1].upper() for n in names
-                if isinstance(n, str) and n.startswith('gcode_macro ')
-                and len(n.split(None, 1)) == 2)
+            self.remote_macros = _macro_names(names)
         return self._subscribe_all()
 
     def _subscribe_all(self):
@@ -218,11 +215,15 @@ class PeerSession:
                                                        'state_message'})
         self._sub_seq += 1
         seq = self._sub_seq
+        # A peer with the module sends changes as they happen; Klipper's
+        # own subscription samples them every 250 ms
+        method = ('router/subscribe' if self.fast_follow and not self.is_self
+                  else 'objects/subscribe')
         def on_reply(result, error):
             if seq != self._sub_seq:
                 return []   # a newer request carries the current set
             return self._on_subscribed(result, error)
-        return [Send('objects/subscribe', {
+        return [Send(method, {
             'objects': objects, 'response_template': STATUS_TEMPLATE},
             on_reply, HANDSHAKE_TIMEOUT, True)]
 
@@ -238,7 +239,7 @@ class PeerSession:
         changes = self.subs.apply_snapshot(status)
         actions = [] if self.session_up else self._session_up()
         actions += self._on_status(status)
-        return actions + self._deliver(changes)
+        return actions + _deliver(changes)
 
     def _session_up(self):
         self.session_up = True
@@ -286,21 +287,48 @@ class PeerSession:
             else self.state)
         return [ReadyChanged(ready, reason)]
 
-    def _deliver(self, changes):
-        return [Deliver(changes)] if changes else []
-
-    # What this instance may do there (the peer's allow: for it)
     def permits(self, action):
+        """What this instance may do there (the peer's allow: for it)."""
         return self.remote_allow is None or action in self.remote_allow
 
-    def refusal(self, action):
-        if not self.remote_known:
-            return ("'%s' does not know instance '%s': add [router %s] to"
-                    " %s's config" % (self.name, self.own_name,
-                                      self.own_name, self.name))
-        return ("'%s' does not accept %s from '%s' (see allow: in its"
-                " [router %s])" % (self.name, action, self.own_name,
-                                   self.own_name))
+
+
+def refusal(s, action):
+    """Why the peer does not let this instance do that."""
+    if not s.remote_known:
+        return ("'%s' does not know instance '%s': add [router %s] to"
+                " %s's config" % (s.name, s.own_name,
+                                  s.own_name, s.name))
+    return ("'%s' does not accept %s from '%s' (see allow: in its"
+            " [router %s])" % (s.name, action, s.own_name,
+                               s.own_name))
+
+
+def _deliver(changes):
+    return [Deliver(changes)] if changes else []
+
+
+def _allow_from(result):
+    """What a peer's router/info says this instance may do there, and
+    whether it knows this instance; None when it does not say."""
+    if isinstance(result, dict) and isinstance(result.get('allow'), list):
+        return (frozenset(a for a in result['allow'] if isinstance(a, str)),
+                result.get('known') is not False)
+    return None
+
+
+def _macro_names(objects):
+    return frozenset(n.split(None, 1)[1].upper() for n in objects
+                     if isinstance(n, str) and n.startswith('gcode_macro ')
+                     and len(n.split(None, 1)) == 2)
+
+
+def _version(text):
+    """'0.3.0' -> (0, 3, 0); anything else -> ()."""
+    try:
+        return tuple(int(x) for x in str(text).split('.'))
+    except ValueError:
+        return ()
 
 
 # Descriptions, all from the phase
