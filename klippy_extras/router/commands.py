@@ -108,7 +108,10 @@ class RouterCommands:
         """Sends with send(callback) and waits, yielding to the reactor,
         for the reply; returns the result or raises a G-code error."""
         completion = self.reactor.completion()
-        send(lambda res, err: completion.complete((res, err)))
+        def wake(res, err):
+            completion.complete((res, err))
+        wake.inline_safe = True    # see Link.take_now
+        send(wake)
         # The link times the request out; the margin only guards that.
         result, error = completion.wait(
             self.reactor.monotonic() + timeout + 1.,

@@ -125,6 +125,10 @@ class RequestTracker:
             return callback, None, Error(error_text(msg['error']), REMOTE)
         return callback, msg['result'], None
 
+    def callback_of(self, req_id):
+        entry = self._pending.get(req_id) if type(req_id) is int else None
+        return entry[0] if entry is not None else None
+
     def next_deadline(self, default):
         heap = self._deadlines
         while heap and heap[0][1] not in self._pending:

@@ -54,7 +54,9 @@ class UnixTransport:
     callback that unregisters an fd of the current poll batch (its own,
     if write wake-up is set, or another link's) crashes the reactor.
     The owner has transport_up(), transport_frames(frames) and
-    transport_down(reason); none of them may raise."""
+    transport_down(reason); none of them may raise. The one exception is
+    take_now(frames), asked from the fd callback: it may take frames
+    whose handling cannot close an fd, and returns True if it did."""
     def __init__(self, reactor, path, owner, first_delay, max_delay):
         self.reactor = reactor
         self.path = path
@@ -73,6 +75,9 @@ class UnixTransport:
         self._frames = []          # read, not yet handed to the owner
         self._handoff = False
         self._connect_timer = reactor.register_timer(self._connect_event)
+        # One timer for every hand-off: cheaper than a register_callback
+        # (a timer made and dropped, and a completion) per read
+        self._handoff_timer = reactor.register_timer(self._hand_off)
 
     def describe(self):
         return self.path
@@ -91,6 +96,7 @@ class UnixTransport:
         except Exception:
             logging.exception("router: error closing link %s", self.path)
         self._connect_timer = drop_timer(self.reactor, self._connect_timer)
+        self._handoff_timer = drop_timer(self.reactor, self._handoff_timer)
 
     def _connect_event(self, eventtime):
         if self.stopped or self.sock is not None:
@@ -209,15 +215,25 @@ class UnixTransport:
             logging.exception("router: read error on %s", self.path)
             self._defer_close("internal read error")
             return
+        if self._frames and not self._handoff and self._take_now():
+            self._frames = []
         if self._frames and not self._handoff:
             self._handoff = True
-            self.reactor.register_callback(self._hand_off)
+            self.reactor.update_timer(self._handoff_timer, self.reactor.NOW)
+
+    def _take_now(self):
+        try:
+            return self.owner.take_now(self._frames)
+        except Exception:
+            logging.exception("router: %s: early reply", self.path)
+            return False
 
     def _hand_off(self, eventtime):
         self._handoff = False
         frames, self._frames = self._frames, []
         if frames and self.sock is not None:
             self.owner.transport_frames(frames)
+        return self.reactor.NEVER
 
     def _write_event(self, eventtime):
         if self._closing or self.sock is None:
