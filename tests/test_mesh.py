@@ -202,7 +202,7 @@ def test_events_reach_every_instance_once_in_a_partial_mesh(mesh, shape):
         hop = 'a' if shape == 'star' else 'b'
         assert st['instances']['b' if shape == 'star' else 'a'] == \
             'relayed via %s' % (hop,)
-        fire_and_count(mesh, names, 60)
+        fire_and_count(mesh, names, 200)
     finally:
         for proxy in proxies.values():
             proxy.close()

@@ -14,7 +14,8 @@ from . import gcode_text
 from .link import Link, LinkError
 from .transport import UnixTransport, drop_timer
 
-INTERVAL = 1.         # s between scans
+INTERVAL = 2.         # s between scans (an instance that dials this one
+                      # unknown makes it scan at once)
 PROBE_TIMEOUT = 5.
 MAX_PROBES = 8        # at once
 MAX_SOCKETS = 64

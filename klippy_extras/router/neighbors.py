@@ -18,6 +18,11 @@ LINK_ENDPOINT = 'router/mesh/link'
 ACK_ENDPOINT = 'router/mesh/ack'
 HOP_TIMEOUT = 5.         # s for a neighbor to take a message
 MAX_PENDING = 10000      # pushes waiting for their acknowledgement
+# A neighbor that leaves this many mesh messages unanswered does not keep
+# up: more that this instance passes on for others are dropped (not sent
+# round either, which would spread the load), so a flood through this
+# instance costs it a bounded amount.
+BACKLOG = 100
 
 
 def link_method(name):
@@ -33,6 +38,8 @@ class Neighbors:
         self._inbound = {}        # name -> API connection that linked here
         self._pending = {}        # ack number -> (deadline, name, msg)
         self._ack_seq = 0
+        self._unanswered = {}     # name -> requests sent, not answered
+        self.dropped = 0
         self.webhooks = router.printer.lookup_object('webhooks')
         for path, handler in ((ENDPOINT, self._handle_message),
                               (LINK_ENDPOINT, self._handle_link),
@@ -42,6 +49,7 @@ class Neighbors:
     def clear(self):
         self._inbound.clear()
         self._pending.clear()
+        self._unanswered.clear()
 
     def _dialed(self, name):
         peer = self.router.peers.get(name)
@@ -85,33 +93,52 @@ class Neighbors:
                 if deadline <= now]
         for key in late:
             deadline, name, msg = self._pending.pop(key)
+            self._unanswered[name] -= 1
             self.on_failed(name, msg, "no acknowledgement")
 
-    def send(self, name, msg):
-        """Sends msg to a neighbor; on_failed(name, msg, why) if it does
-        not arrive (a refusal by the neighbor is logged only)."""
+    def _behind(self, name, limit):
+        if limit is None or self._unanswered.get(name, 0) < limit:
+            return False
+        self.dropped += 1
+        if self.dropped in (1, 10, 100) or not self.dropped % 1000:
+            logging.info("router: '%s' does not keep up: %d mesh message(s)"
+                         " dropped so far", name, self.dropped)
+        return True
+
+    def send(self, name, msg, limit=None):
+        """Sends msg to a neighbor; on_failed(name, msg, why) if the link
+        lost it (a refusal by the neighbor is logged only; a neighbor that
+        does not keep up misses what is over limit)."""
+        if self._behind(name, limit):
+            return
         peer = self._dialed(name)
         if peer is not None:
             def on_reply(result, error):
-                if error is not None and error.kind != rpc.REMOTE:
+                self._unanswered[name] -= 1
+                if error is not None and error.kind in (rpc.LOST,
+                                                        rpc.TIMEOUT):
                     self.on_failed(name, msg, error)
                 elif error is not None:
-                    logging.info("router: '%s' refused a mesh message: %s",
-                                 name, error)
+                    logging.info("router: '%s' did not take a mesh message:"
+                                 " %s", name, error)
             try:
                 peer.request(ENDPOINT, msg, on_reply, HOP_TIMEOUT)
+                self._unanswered[name] = self._unanswered.get(name, 0) + 1
             except PeerError as e:
-                self.on_failed(name, msg, e)
+                logging.info("router: mesh message to '%s' not sent: %s",
+                             name, e)
             return
         if self._inbound_open(name) and len(self._pending) < MAX_PENDING:
             self._ack_seq += 1
             self._pending[self._ack_seq] = (
                 self.reactor.monotonic() + HOP_TIMEOUT, name, msg)
+            self._unanswered[name] = self._unanswered.get(name, 0) + 1
             try:
                 self.webhooks.call_remote_method(link_method(name), msg=msg,
                                                  ack=self._ack_seq)
             except self.router.printer.command_error as e:
                 self._pending.pop(self._ack_seq, None)
+                self._unanswered[name] -= 1
                 self.on_failed(name, msg, e)
             return
         self.on_failed(name, msg, "no link")
@@ -148,7 +175,9 @@ class Neighbors:
 
     def _handle_ack(self, web_request):
         self._caller(web_request)
-        self._pending.pop(web_request.get_int('ack', 0), None)
+        entry = self._pending.pop(web_request.get_int('ack', 0), None)
+        if entry is not None:
+            self._unanswered[entry[1]] -= 1
         web_request.send({})
 
     def handle_push(self, peer, params):

@@ -8,7 +8,7 @@
 # This file may be distributed under the terms of the GNU GPLv3 license.
 import logging, random, time
 from . import events, gcode_text, mesh
-from .neighbors import Neighbors
+from .neighbors import BACKLOG, Neighbors
 from .transport import drop_timer
 
 TICK = .5                # s between checks of inbound links and acks
@@ -61,7 +61,7 @@ class MeshRelay:
         if new:
             cards = [mesh.card_to_wire(c) for c in self.view.all_cards()]
             for name in sorted(new):
-                self._send(name, {'kind': 'cards', 'cards': cards})
+                self._send(name, {'kind': 'cards', 'cards': cards}, True)
         if changed or new:
             self.on_view_changed()
 
@@ -70,8 +70,10 @@ class MeshRelay:
         self.refresh()
         return eventtime + TICK
 
-    def _send(self, name, msg):
-        self.links.send(name, msg)
+    def _send(self, name, msg, own=False):
+        # This instance's own events and cards queue like any request;
+        # what it passes on for others is dropped past a backlog
+        self.links.send(name, msg, limit=None if own else BACKLOG)
 
     def _failed(self, name, msg, why):
         """A message did not reach a neighbor: an event goes round the
@@ -94,7 +96,7 @@ class MeshRelay:
         skip = {sender, card.name} | (card.neighbors if sender else set())
         msg = {'kind': 'cards', 'cards': [mesh.card_to_wire(card)]}
         for n in sorted(self.neighbors() - skip):
-            self._send(n, msg)
+            self._send(n, msg, own=sender is None)
 
     # Events
     def originate(self, event, context, source):
@@ -105,15 +107,15 @@ class MeshRelay:
                'id': '%s.%d' % (self._id_prefix, self._event_seq),
                'event': event, 'context': context, 'hops': 0}
         self.seen.first_time((msg['origin'], msg['id']))
-        self._relay(msg, [], None)
+        self._relay(msg, [], None, own=True)
 
-    def _relay(self, msg, skip, sender):
+    def _relay(self, msg, skip, sender, own=False):
         targets, new_skip = mesh.relay_plan(skip, self.neighbors(), sender,
                                             self.router.name)
         out = dict(msg, skip=new_skip, hops=msg.get('hops', 0) + 1)
         out.pop('to', None)
         for name in targets:
-            self._send(name, out)
+            self._send(name, out, own)
 
     def not_reached(self):
         """{name: why} of the instances known to the mesh that an event

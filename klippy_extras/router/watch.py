@@ -17,7 +17,7 @@
 # Copyright (C) 2026  Klipper Router contributors
 #
 # This file may be distributed under the terms of the GNU GPLv3 license.
-import logging
+import logging, math
 from . import trust
 from .transport import drop_timer
 
@@ -29,6 +29,13 @@ ALWAYS = ('webhooks',)    # the Klipper state: every known instance
 STATE_INTERVAL = .25      # a watch of the Klipper state only, as Klipper
 IDLE_INTERVAL = .25       # no G-code running here
 ACTIVE_GRACE = 2.         # s of the fast pace after G-code last ran
+
+
+def next_due(eventtime, interval):
+    """The next multiple of interval: every watch of one pace wakes at the
+    same moments (one reactor wake for all of them, as Klipper's own
+    subscriptions share one timer)."""
+    return (math.floor(eventtime / interval) + 1.) * interval
 
 
 class Watch:
@@ -89,7 +96,7 @@ class Watcher:
                        for n, f in objects.items()}, template)
         eventtime = self.reactor.monotonic()
         watch.last = self._look(watch, eventtime)
-        watch.due = eventtime + watch.interval
+        watch.due = next_due(eventtime, watch.interval)
         self._watches[watch.conn] = watch
         if self._timer is None:
             self._timer = self.reactor.register_timer(self._tick)
@@ -137,7 +144,8 @@ class Watcher:
         interval = watch.interval
         if interval < IDLE_INTERVAL and not self._busy(eventtime):
             interval = IDLE_INTERVAL
-        watch.due = eventtime + max(interval, SLOW_INTERVAL if slow else 0.)
+        watch.due = next_due(eventtime, max(interval,
+                                            SLOW_INTERVAL if slow else 0.))
 
     def _send_changes(self, watch, eventtime):
         now = self._look(watch, eventtime)
