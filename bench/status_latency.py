@@ -36,7 +36,9 @@ gcode:
 """
 # The seed scenario's field beside the bench's own
 FOLLOWED = "gcode_macro MARK:value, print_stats:state"
-PRINT_LINES = 4000000
+# File-output klippy prints about 80,000 of these lines a second: enough
+# for the printing phase, which must end before the print does
+PRINT_LINES = 16000000
 
 
 class Seen:
@@ -120,6 +122,8 @@ def run(samples, idle):
         res['printing'] = changes(main, seen, 100000, samples)
         res['progress'] = {n: progress(mesh[n]) - start[n]
                            for n in ('main', 'twin')}
+        state = main.query({'print_stats': ['state']})['print_stats']
+        assert state['state'] == 'printing', "the print ended too soon"
         seen.stop = True
         floor.close()
         return res

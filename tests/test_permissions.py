@@ -90,6 +90,15 @@ def test_allow_nothing_and_bad_values(mesh):
                     'kind': 'event', 'origin': origin, 'id': origin,
                     'hops': 0, 'skip': [], 'event': 'ping', 'context': {}})
             assert "'main' does not accept events from 'led'" in str(e.value)
+        # Fast following: the Klipper state for anyone, objects with
+        # subscribe only
+        with pytest.raises(ApiError) as e:
+            raw.request('router/subscribe', {
+                'objects': {'print_stats': None}, 'response_template': {}})
+        assert "'main' does not accept subscribe from 'led'" in str(e.value)
+        state = raw.request('router/subscribe', {
+            'objects': {'webhooks': ['state']}, 'response_template': {}})
+        assert state['status'] == {'webhooks': {'state': 'ready'}}
     node = mesh.add_router_node('afc', ['main'], '', {'main': "allow: all\n"})
     node.start()
     node.wait_state('error')
