@@ -262,13 +262,30 @@ def terminate(proc):
         proc.wait(10)
 
 
+def connect_unix(path, timeout):
+    """Klipper listens with a backlog of one: while instances dial each
+    other (discovery), a connect may find it full (EAGAIN); any client,
+    Moonraker too, tries again."""
+    deadline = time.monotonic() + timeout
+    while True:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(timeout)
+        try:
+            sock.connect(path)
+        except BlockingIOError:
+            sock.close()
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(.01)
+            continue
+        sock.settimeout(None)
+        return sock
+
+
 class ApiClient:
     """Blocking client of klippy's API socket, for tests only."""
     def __init__(self, path, timeout=5.):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(timeout)
-        self.sock.connect(path)
-        self.sock.settimeout(None)
+        self.sock = connect_unix(path, timeout)
         self.closed = False
         self._lock = threading.Condition()
         self._next_id = 1
