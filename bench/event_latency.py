@@ -28,6 +28,19 @@ gcode: BENCH_REC
 
 
 
+def fire(trigger, listener, seq, names):
+    """Triggers event 'bench' number seq through the raw socket trigger;
+    returns when it was sent and {name: when its handler's line came}."""
+    msg = json.dumps({'id': seq + 100, 'method': 'gcode/script',
+                      'params': {'script': 'ROUTER_EVENT_TRIGGER'
+                                 ' EVENT=bench SEQ=%d' % (seq,)}})
+    t0 = time.monotonic()
+    trigger.sendall(msg.encode() + b'\x03')
+    times = listener.wait_for('"// EV %d"' % (seq,), names)
+    trigger.recv(65536)   # the reply, long since there
+    return t0, times
+
+
 class Listener:
     """One thread, raw sockets and select(): the measurement must not cost
     more than what it measures (8 reader threads fight over the GIL)."""
@@ -88,13 +101,7 @@ def measure(runtime, npeers, samples):
         trigger.connect(mesh['main'].sock)
         local, remote, added = [], [], []
         for seq in range(-20, samples):   # 20 warm-up triggers
-            msg = json.dumps({'id': seq + 100, 'method': 'gcode/script',
-                              'params': {'script': 'ROUTER_EVENT_TRIGGER'
-                                         ' EVENT=bench SEQ=%d' % (seq,)}})
-            t0 = time.monotonic()
-            trigger.sendall(msg.encode() + b'\x03')
-            times = listener.wait_for('"// EV %d"' % (seq,), names)
-            trigger.recv(65536)   # the reply, long since there
+            t0, times = fire(trigger, listener, seq, names)
             if seq >= 0:
                 local.append(times['main'] - t0)
                 remote.extend(times[p] - t0 for p in peers)

@@ -16,9 +16,9 @@
 # Copyright (C) 2026  Klipper Router contributors
 #
 # This file may be distributed under the terms of the GNU GPLv3 license.
-import argparse, json, os, random, socket, time
+import argparse, os, random, socket, time
 from report import Report
-from event_latency import HANDLER, Listener
+from event_latency import HANDLER, Listener, fire
 from harness import Mesh, Runtime, cpu_seconds as cpu, percentile as pct
 
 ALL = "gcode, query, subscribe, events"
@@ -51,13 +51,7 @@ def relaying(runtime, samples):
         for seq in range(-20, samples):    # 20 warm-up triggers
             if seq == 0:
                 cpu0 = {n: cpu(mesh[n].pid) for n in CHAIN}
-            msg = json.dumps({'id': seq + 100, 'method': 'gcode/script',
-                              'params': {'script': 'ROUTER_EVENT_TRIGGER'
-                                         ' EVENT=bench SEQ=%d' % (seq,)}})
-            t0 = time.monotonic()
-            trigger.sendall(msg.encode() + b'\x03')
-            got = listener.wait_for('"// EV %d"' % (seq,), CHAIN)
-            trigger.recv(65536)
+            t0, got = fire(trigger, listener, seq, CHAIN)
             if seq >= 0:
                 for n in CHAIN:
                     times[n].append(got[n] - t0)
