@@ -1,0 +1,129 @@
+# A fair flood: what 8 flooding peers make the host do, with the host
+# alone on one core (taskset) and the peers and this bench on the other, so
+# the host's reactor lateness measures the router's work on it and not 9
+# processes fighting for 2 cores. Each peer, driven at full speed, fires
+# events and sends scripts with WAIT=1 to the host; every script a peer saw
+# acknowledged must have run on the host.
+#
+#   .venv/bin/python bench/flood_lateness.py [--seconds 60]
+#
+# Copyright (C) 2026  Klipper Router contributors
+#
+# This file may be distributed under the terms of the GNU GPLv3 license.
+import argparse, os, subprocess, threading, time
+from report import Report
+from harness import ApiClient, ApiError, Mesh, Runtime, wait_until
+
+HOST = r"""
+[lateness_probe]
+
+[gcode_macro COUNT]
+variable_n: 0
+gcode:
+  SET_GCODE_VARIABLE MACRO=COUNT VARIABLE=n VALUE={printer["gcode_macro COUNT"].n + 1}
+
+[gcode_macro RAN]
+variable_n: 0
+gcode:
+  SET_GCODE_VARIABLE MACRO=RAN VARIABLE=n VALUE={printer["gcode_macro RAN"].n + 1}
+
+[router event flood]
+gcode: COUNT
+"""
+PEER = r"""
+[gcode_macro FLOOD_EV]
+variable_n: 0
+gcode:
+  ROUTER_EVENT_TRIGGER EVENT=flood
+  SET_GCODE_VARIABLE MACRO=FLOOD_EV VARIABLE=n VALUE={printer["gcode_macro FLOOD_EV"].n + 1}
+
+[gcode_macro FLOOD_SC]
+variable_n: 0
+gcode:
+  ROUTER_GCODE_SCRIPT TARGET=main WAIT=1 SCRIPT=RAN
+  SET_GCODE_VARIABLE MACRO=FLOOD_SC VARIABLE=n VALUE={printer["gcode_macro FLOOD_SC"].n + 1}
+"""
+PEERS = ['p%d' % i for i in range(1, 9)]
+
+
+def pin(pid, cpu):
+    subprocess.run(['taskset', '-a', '-p', '-c', str(cpu), str(pid)],
+                   check=True, stdout=subprocess.DEVNULL)
+
+
+def drive(mesh, seconds):
+    stop = threading.Event()
+    refused = [0]
+    batch = 'FLOOD_EV\nFLOOD_SC\n' * 10
+    def run(name):
+        client = ApiClient(mesh[name].sock)
+        while not stop.is_set():
+            try:
+                client.request('gcode/script', {'script': batch}, 60.)
+            except ApiError:
+                refused[0] += 1   # a full queue refuses; the rest waits
+                time.sleep(.01)
+        client.close()
+    threads = [threading.Thread(target=run, args=(p,)) for p in PEERS]
+    for t in threads:
+        t.start()
+    time.sleep(seconds)
+    stop.set()
+    for t in threads:
+        t.join(120)
+    return refused[0]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument('--seconds', type=float, default=60.)
+    args = ap.parse_args()
+    if (os.cpu_count() or 1) < 2:
+        raise SystemExit("needs 2 cores")
+    runtime = Runtime()
+    runtime.install_module()
+    runtime.install_probe()
+    mesh = Mesh(runtime)
+    mesh.add_router_node('main', PEERS, HOST)
+    for p in PEERS:
+        mesh.add_router_node(p, ['main'], PEER)
+    report = Report("A fair flood: 8 peers on one core, the host on the"
+                    " other")
+    try:
+        mesh.start()
+        mesh.wait_links()
+        main = mesh['main']
+        pin(main.pid, 0)
+        for p in PEERS:
+            pin(mesh[p].pid, 1)
+        os.sched_setaffinity(0, {1})
+        time.sleep(1.)
+        main.client.request('lateness_probe/reset', {})
+        refused = drive(mesh, args.seconds)
+        late = main.query({'lateness_probe': None})['lateness_probe']
+        sent = sum(mesh[p].macro_vars('FLOOD_EV')['n'] for p in PEERS)
+        acked = sum(mesh[p].macro_vars('FLOOD_SC')['n'] for p in PEERS)
+        wait_until(lambda: main.macro_vars('RAN')['n'] >= acked, 30.)
+        time.sleep(2.)
+        ran = main.macro_vars('RAN')['n']
+        handled = main.macro_vars('COUNT')['n']
+        report.figure('flood', peers=len(PEERS), seconds=args.seconds,
+                      events_fired=sent, events_run_on_host=handled,
+                      scripts_acknowledged=acked, scripts_run_on_host=ran,
+                      batches_refused=refused,
+                      host_state=main.state(),
+                      lateness_p50_ms=late.get('p50', 0.) * 1000,
+                      lateness_p99_ms=late['p99'] * 1000,
+                      lateness_max_ms=late['max'] * 1000,
+                      timer_samples=late['count'])
+        report.at_most('host lateness p99', late['p99'] * 1000, 5., ' ms')
+        report.at_most('host lateness max', late['max'] * 1000, 50., ' ms')
+        report.at_most('acknowledged scripts that did not run',
+                       max(0, acked - ran), 0, '')
+    finally:
+        mesh.close()
+    report.finish()
+
+
+if __name__ == '__main__':
+    main()
