@@ -10,68 +10,30 @@
 # Copyright (C) 2026  Klipper Router contributors
 #
 # This file may be distributed under the terms of the GNU GPLv3 license.
-import argparse, os, subprocess, threading, time
+import argparse, os, subprocess, time
 from report import Report
-from harness import ApiClient, ApiError, Mesh, Runtime, wait_until
+from harness import Mesh, Runtime, flood, wait_until
+from test_stress import FLOOD_PEER, HOST_MACROS
 
-HOST = r"""
-[lateness_probe]
-
-[gcode_macro COUNT]
-variable_n: 0
-gcode:
-  SET_GCODE_VARIABLE MACRO=COUNT VARIABLE=n VALUE={printer["gcode_macro COUNT"].n + 1}
-
+# The flood test's host (lateness probe, COUNT run by each 'flood' event),
+# and what counts the scripts run
+HOST = HOST_MACROS + r"""
 [gcode_macro RAN]
 variable_n: 0
 gcode:
   SET_GCODE_VARIABLE MACRO=RAN VARIABLE=n VALUE={printer["gcode_macro RAN"].n + 1}
-
-[router event flood]
-gcode: COUNT
 """
-PEER = r"""
-[gcode_macro FLOOD_EV]
-variable_n: 0
-gcode:
-  ROUTER_EVENT_TRIGGER EVENT=flood
-  SET_GCODE_VARIABLE MACRO=FLOOD_EV VARIABLE=n VALUE={printer["gcode_macro FLOOD_EV"].n + 1}
-
-[gcode_macro FLOOD_SC]
-variable_n: 0
-gcode:
-  ROUTER_GCODE_SCRIPT TARGET=main WAIT=1 SCRIPT=RAN
-  SET_GCODE_VARIABLE MACRO=FLOOD_SC VARIABLE=n VALUE={printer["gcode_macro FLOOD_SC"].n + 1}
-"""
+# The flood test's peers, with each script acknowledged (WAIT=1) and
+# counted where it runs
+PEER = FLOOD_PEER.replace("TARGET=main SCRIPT=NOP",
+                          "TARGET=main WAIT=1 SCRIPT=RAN")
+assert PEER != FLOOD_PEER
 PEERS = ['p%d' % i for i in range(1, 9)]
 
 
 def pin(pid, cpu):
     subprocess.run(['taskset', '-a', '-p', '-c', str(cpu), str(pid)],
                    check=True, stdout=subprocess.DEVNULL)
-
-
-def drive(mesh, seconds):
-    stop = threading.Event()
-    refused = [0]
-    batch = 'FLOOD_EV\nFLOOD_SC\n' * 10
-    def run(name):
-        client = ApiClient(mesh[name].sock)
-        while not stop.is_set():
-            try:
-                client.request('gcode/script', {'script': batch}, 60.)
-            except ApiError:
-                refused[0] += 1   # a full queue refuses; the rest waits
-                time.sleep(.01)
-        client.close()
-    threads = [threading.Thread(target=run, args=(p,)) for p in PEERS]
-    for t in threads:
-        t.start()
-    time.sleep(seconds)
-    stop.set()
-    for t in threads:
-        t.join(120)
-    return refused[0]
 
 
 def main():
@@ -99,7 +61,8 @@ def main():
         os.sched_setaffinity(0, {1})
         time.sleep(1.)
         main.client.request('lateness_probe/reset', {})
-        refused = drive(mesh, args.seconds)
+        refused = flood(mesh, PEERS, 'FLOOD_EV\nFLOOD_SC\n' * 10,
+                        args.seconds, timeout=60.)
         late = main.query({'lateness_probe': None})['lateness_probe']
         sent = sum(mesh[p].macro_vars('FLOOD_EV')['n'] for p in PEERS)
         acked = sum(mesh[p].macro_vars('FLOOD_SC')['n'] for p in PEERS)

@@ -405,6 +405,38 @@ def wait_until(predicate, timeout=10., interval=.02, what="condition"):
     raise AssertionError("timed out waiting for %s (last: %r)" % (what, last))
 
 
+def flood(mesh, names, batch, seconds, check=None, timeout=30.):
+    """Sends batch (G-code lines) to each named instance at full speed,
+    one client thread each, for seconds; check() runs every second.
+    Returns how many batches were refused (a full queue refuses; the rest
+    waits)."""
+    stop = threading.Event()
+    refused = [0]
+    def drive(name):
+        client = ApiClient(mesh[name].sock)
+        while not stop.is_set():
+            try:
+                client.request('gcode/script', {'script': batch}, timeout)
+            except ApiError:
+                refused[0] += 1
+                time.sleep(.01)
+        client.close()
+    threads = [threading.Thread(target=drive, args=(n,)) for n in names]
+    t0 = time.monotonic()
+    for t in threads:
+        t.start()
+    try:
+        while time.monotonic() - t0 < seconds:
+            if check is not None:
+                check()
+            time.sleep(1.)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(2 * timeout)
+    return refused[0]
+
+
 def peer_section(name, sock, extra=''):
     return "\n[router %s]\nsocket: %s\n%s\n" % (name, sock, extra)
 

@@ -9,7 +9,7 @@
 import random, signal, threading, time
 import pytest
 from harness import (ApiClient, ApiError, assert_clean_log as clean_log,
-                     wait_until)
+                     flood, wait_until)
 
 pytestmark = pytest.mark.reliability
 
@@ -271,30 +271,10 @@ def test_flood(mesh, full, figures):
     mesh.wait_links()
     main = mesh['main']
     main.client.request('lateness_probe/reset', {})
-    stop = threading.Event()
-    refused = [0]
-    batch = 'FLOOD_EV\nFLOOD_SC\n' * 25
-    def drive(name):
-        client = ApiClient(mesh[name].sock)
-        while not stop.is_set():
-            try:
-                client.request('gcode/script', {'script': batch}, 30.)
-            except ApiError:
-                refused[0] += 1   # a full queue refuses; the rest waits
-                time.sleep(.01)
-        client.close()
-    threads = [threading.Thread(target=drive, args=(p,)) for p in peers]
-    t0 = time.monotonic()
-    for t in threads:
-        t.start()
-    try:
-        while time.monotonic() - t0 < seconds:
-            assert main.state() == 'ready'
-            time.sleep(1.)
-    finally:
-        stop.set()
-        for t in threads:
-            t.join(60)
+    def still_ready():
+        assert main.state() == 'ready'
+    refused = flood(mesh, peers, 'FLOOD_EV\nFLOOD_SC\n' * 25, seconds,
+                    still_ready)
     late = main.query({'lateness_probe': None})['lateness_probe']
     sent = sum(mesh[p].macro_vars('FLOOD_EV')['n'] for p in peers)
     scripts = sum(mesh[p].macro_vars('FLOOD_SC')['n'] for p in peers)
@@ -307,7 +287,7 @@ def test_flood(mesh, full, figures):
     figures('flood', peers=8, seconds=seconds, events_sent=sent,
             events_handled_on_host=handled,
             events_dropped_at_full_queue=sent - handled,
-            scripts_sent=scripts, batches_refused=refused[0],
+            scripts_sent=scripts, batches_refused=refused,
             host_lateness_p99_ms=round(late['p99'] * 1000, 2),
             host_lateness_max_ms=round(late['max'] * 1000, 2),
             timer_samples=late['count'], shutdowns=0)

@@ -26,8 +26,6 @@ class Callers:
         if name is None or name == router.name:
             return trust.Caller.local(router.name)
         peer = router.peers.get(name)
-        if peer is None and router.discovery is not None:
-            router.discovery.scan_soon()
         if peer is None and not router.allow_unlisted:
             return trust.Caller.unknown(name, router.name)
         where = ("[router] allow_unlisted:" if peer is None else
@@ -56,6 +54,10 @@ class Callers:
                                     " name" % (name,))
         if caller is not None:
             self._names[web_request.get_client_connection()] = caller
+            if (caller not in self.router.peers and caller != self.router.name
+                    and self.router.discovery is not None):
+                # An instance this one has not found yet dialed in
+                self.router.discovery.scan_soon()
         who = self.caller_of(web_request)
         web_request.send({'name': self.router.name,
                           'mesh': self.router.mesh,

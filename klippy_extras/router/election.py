@@ -37,16 +37,14 @@ class Election:
     def _decide(self, eventtime):
         router = self.router
         view = router.relay.view
-        routes = view.routes()
         for peer in list(router.peers.values()):
             if peer.has_module or not peer.wants_serve:
                 continue
-            first = view.server_of(peer.real_socket, routes)
+            first = view.server_of(peer.real_socket)
             if peer.serving and first not in (None, router.name):
                 peer.stop_serving("'%s' serves it now" % (first,))
             elif (not peer.serving and first in (None, router.name)
-                  and peer.ready_to_serve()
-                  and not view.others_serving(peer.real_socket, routes)):
+                  and not view.others_serving(peer.real_socket)):
                 router.bridge.serve(peer)
                 router.relay.refresh()
                 router.greet_served(peer)

@@ -70,6 +70,7 @@ class MeshView:
         self.own = Card(name, mesh, boot, 0, frozenset(), frozenset(),
                         frozenset())
         self.cards = {}
+        self._routes = None       # computed from the cards once per change
 
     @property
     def name(self):
@@ -85,6 +86,7 @@ class MeshView:
             return False
         self.own = own._replace(seq=own.seq + 1, neighbors=neighbors,
                                 plain=plain, serving=serving)
+        self._routes = None
         return True
 
     def accept(self, card):
@@ -97,6 +99,7 @@ class MeshView:
         if old is not None and (card.boot, card.seq) <= (old.boot, old.seq):
             return False
         self.cards[card.name] = card
+        self._routes = None
         return True
 
     def all_cards(self):
@@ -110,7 +113,13 @@ class MeshView:
 
     def routes(self):
         """{name: first hop} of every instance reachable from here over
-        links both ends list (the first hop of a neighbor is itself)."""
+        links both ends list (the first hop of a neighbor is itself).
+        Shared until the view changes: not to be modified."""
+        if self._routes is None:
+            self._routes = self._find_routes()
+        return self._routes
+
+    def _find_routes(self):
         routes = {}
         queue = collections.deque()
         for n in sorted(self.own.neighbors):
@@ -130,17 +139,17 @@ class MeshView:
         return set(self.cards)
 
     # One server per Klipper without the module
-    def server_of(self, socket, routes=None):
+    def server_of(self, socket):
         """The instance that should serve that socket: the first name
         among this one and the reachable ones connected to it."""
-        routes = self.routes() if routes is None else routes
+        routes = self.routes()
         names = [c.name for c in self.all_cards()
                  if socket in c.plain and (
                      c.name == self.own.name or c.name in routes)]
         return min(names) if names else None
 
-    def others_serving(self, socket, routes=None):
-        routes = self.routes() if routes is None else routes
+    def others_serving(self, socket):
+        routes = self.routes()
         return sorted(c.name for c in self.cards.values()
                       if socket in c.serving and c.name in routes)
 

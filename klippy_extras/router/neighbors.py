@@ -29,6 +29,12 @@ def link_method(name):
     return 'router/link/' + name
 
 
+def _linked(peer):
+    """A peer this instance dials that is a neighbor: ready, with the
+    module, and knowing this instance."""
+    return peer.ready and peer.has_module and peer.session.remote_known
+
+
 class Neighbors:
     def __init__(self, router, on_message, on_failed):
         self.router = router
@@ -53,18 +59,14 @@ class Neighbors:
 
     def _dialed(self, name):
         peer = self.router.peers.get(name)
-        if (peer is not None and peer.ready and peer.has_module
-                and peer.session.remote_known):
-            return peer
-        return None
+        return peer if peer is not None and _linked(peer) else None
 
     def _inbound_open(self, name):
         conn = self._inbound.get(name)
         return conn is not None and not conn.is_closed()
 
     def names(self):
-        names = {p.name for p in self.router.peers.values()
-                 if self._dialed(p.name) is not None}
+        names = {p.name for p in self.router.peers.values() if _linked(p)}
         names.update(n for n in self._inbound if self._inbound_open(n))
         return frozenset(names)
 

@@ -152,9 +152,6 @@ class Peer:
             self.wants_serve = True
             self.router.mesh_changed()
 
-    def ready_to_serve(self):
-        return self.wants_serve and self.session.link_up
-
     def stop_serving(self, why):
         logging.info("router: %s: no longer served here: %s", self.name, why)
         self.link.close("handing over: %s" % (why,))

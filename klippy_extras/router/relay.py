@@ -50,7 +50,7 @@ class MeshRelay:
         router = self.router
         neighbors = self.neighbors()
         plain = [p.real_socket for p in router.peers.values()
-                 if p.ready_to_serve()]
+                 if p.wants_serve]
         serving = [p.real_socket for p in router.peers.values()
                    if p.serving and not p.has_module]
         changed = self.view.update_own(neighbors, plain, serving)
@@ -66,7 +66,7 @@ class MeshRelay:
             self.on_view_changed()
 
     def _tick(self, eventtime):
-        self.links.check(self.reactor.monotonic())
+        self.links.check(eventtime)
         self.refresh()
         return eventtime + TICK
 
@@ -209,23 +209,24 @@ class MeshRelay:
                 and 'events' in self.router.callers.allow_of(origin))
 
     # How each instance is reached, for printer.router and the list
-    def reached_name(self, name, routes):
-        hop = routes.get(name)
+    def reached_name(self, name):
+        hop = self.view.routes().get(name)
         if hop is None:
             return 'not reached'
         return 'direct' if hop == name else 'relayed via %s' % (hop,)
 
-    def reached(self, peer, routes):
+    def reached(self, peer):
+        routes = self.view.routes()
         if peer.has_module or peer.name in routes:
             if peer.name not in routes and peer.ready:
                 return "connected, not linked (it does not list '%s')" % (
                     self.router.name,)
-            return self.reached_name(peer.name, routes)
+            return self.reached_name(peer.name)
         if not peer.ready:
             return 'not reached'
         if peer.serving:
             return 'direct, served here'
-        server = self.view.server_of(peer.real_socket, routes)
+        server = self.view.server_of(peer.real_socket)
         if server not in (None, self.router.name):
             return 'direct, served by %s' % (server,)
         return 'direct'

@@ -18,18 +18,17 @@ def printers_list(router):
             'ready': state == 'ready', 'state': state, 'module': True,
             'known_by': 'this instance', 'reached': 'this instance'}]
     relay = router.relay
-    routes = relay.view.routes()
     for name, peer in sorted(router.peers.items()):
         out.append({'name': name, 'connected': peer.session.session_up,
                     'ready': peer.ready, 'state': peer.state,
                     'module': peer.has_module,
                     'known_by': known_by(router, peer),
-                    'reached': relay.reached(peer, routes)})
+                    'reached': relay.reached(peer)})
     for name in sorted(relay.view.known() - set(router.peers)):
         out.append({'name': name, 'connected': False,
-                    'ready': name in routes, 'state': 'unknown',
+                    'ready': name in relay.view.routes(), 'state': 'unknown',
                     'module': True, 'known_by': 'mesh',
-                    'reached': relay.reached_name(name, routes)})
+                    'reached': relay.reached_name(name)})
     return out
 
 
@@ -37,11 +36,10 @@ def router_status(router):
     """printer.router: each peer's part is cached by the peer against the
     values it is made of; how it is known and reached is added here."""
     relay = router.relay
-    routes = relay.view.routes()
     peers = {}
     for name, peer in router.peers.items():
         peers[name] = dict(peer.get_status(), known_by=known_by(router, peer),
-                           reached=relay.reached(peer, routes))
+                           reached=relay.reached(peer))
     return {'name': router.name, 'mesh': router.mesh, 'peers': peers,
-            'instances': {name: relay.reached_name(name, routes)
+            'instances': {name: relay.reached_name(name)
                           for name in relay.view.known() - set(router.peers)}}

@@ -18,7 +18,6 @@
 #
 # This file may be distributed under the terms of the GNU GPLv3 license.
 import logging, math
-from . import trust
 from .transport import drop_timer
 
 ENDPOINT = 'router/subscribe'
@@ -86,11 +85,7 @@ class Watcher:
                     and all(isinstance(f, str) for f in fields))):
                 raise web_request.error("Invalid argument")
         if set(objects) - set(ALWAYS):
-            who = self.router.callers.caller_of(web_request)
-            try:
-                who.require('subscribe')
-            except trust.Refused as e:
-                raise web_request.error(str(e))
+            self.router.callers.check(web_request, 'subscribe')
         watch = Watch(web_request.get_client_connection(),
                       {n: None if f is None else list(f)
                        for n, f in objects.items()}, template)
