@@ -105,6 +105,7 @@ class Klippy:
         self.write_config(config)
         self.proc = None
         self._client = None
+        self.prefix = []   # e.g. ip netns exec NAME: another "host"
 
     def write_config(self, config):
         with open(self.cfg, 'w') as f:
@@ -119,7 +120,8 @@ class Klippy:
             env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [
                 self.runtime.pythonpath, os.environ.get('PYTHONPATH')])))
         self.proc = subprocess.Popen(
-            self.runtime.command + [self.cfg, '-o', '/dev/null', '-d',
+            self.prefix + self.runtime.command + [
+                self.cfg, '-o', '/dev/null', '-d',
                                     MCU_DICT, '-a', self.sock, '-I', self.pty,
                                     '-l', self.log],
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -531,13 +533,13 @@ MOONRAKER = os.environ.get('MOONRAKER_BIN') or os.path.join(
 
 MOONRAKER_CONFIG = """
 [server]
-host: 127.0.0.1
+host: {host}
 port: {port}
 klippy_uds_address: {sock}
 
 [authorization]
 trusted_clients:
-  127.0.0.1
+  {trusted}
 
 [machine]
 provider: none
@@ -554,16 +556,22 @@ def free_port():
 
 
 class Moonraker:
-    """The PyPI moonraker package, on 127.0.0.1, in front of one klippy."""
-    def __init__(self, node):
+    """The PyPI moonraker package in front of one klippy: on 127.0.0.1,
+    or on host (an address of a network namespace, entered with prefix),
+    trusting the clients in trusted and everyone with its API key."""
+    def __init__(self, node, host='127.0.0.1', prefix=(),
+                 trusted='127.0.0.1', port=None):
         self.node = node
+        self.host = host
+        self.prefix = list(prefix)
         self.dir = os.path.join(node.dir, 'moonraker')
         for sub in ('config', 'logs', 'gcodes', 'database'):
             os.makedirs(os.path.join(self.dir, sub), exist_ok=True)
-        self.port = free_port()
+        self.port = port or free_port()
         self.cfg = os.path.join(self.dir, 'config', 'moonraker.conf')
         with open(self.cfg, 'w') as f:
-            f.write(MOONRAKER_CONFIG.format(port=self.port, sock=node.sock))
+            f.write(MOONRAKER_CONFIG.format(
+                host=host, port=self.port, sock=node.sock, trusted=trusted))
         self.log = os.path.join(self.dir, 'logs', 'moonraker.log')
         self.proc = None
 
@@ -571,12 +579,18 @@ class Moonraker:
     def available():
         return os.path.exists(MOONRAKER)
 
-    def start(self, timeout=30.):
+    def start(self, timeout=30., wait=True):
         out = open(os.path.join(self.dir, 'stdout.log'), 'ab')
         self.proc = subprocess.Popen(
-            [MOONRAKER, '-d', self.dir, '-c', self.cfg, '-l', self.log],
+            self.prefix + [MOONRAKER, '-d', self.dir, '-c', self.cfg, '-l',
+                           self.log],
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         out.close()
+        if wait:
+            self.wait_ready(timeout)
+        return self
+
+    def wait_ready(self, timeout=30.):
         def klippy_ready():
             try:
                 return self.get('/server/info')['result'][
@@ -585,14 +599,39 @@ class Moonraker:
                 return False
         wait_until(klippy_ready, timeout, interval=.2,
                    what="moonraker with klippy ready")
-        return self
 
-    def url(self, path):
-        return 'http://127.0.0.1:%d%s' % (self.port, path)
+    def url(self, path, scheme='http'):
+        return '%s://%s:%d%s' % (scheme, self.host, self.port, path)
+
+    def api_key(self, timeout=20.):
+        """Read from its database (read-only): asking for it over HTTP
+        needs a trusted client. Moonraker makes it at its first start."""
+        import sqlite3
+        db = os.path.join(self.dir, 'database', 'moonraker-sql.db')
+        found = []
+        def read():
+            try:
+                con = sqlite3.connect('file:%s?mode=ro' % (db,), uri=True)
+                try:
+                    row = con.execute(
+                        "SELECT password FROM authorized_users WHERE"
+                        " username = '_API_KEY_USER_'").fetchone()
+                finally:
+                    con.close()
+            except sqlite3.Error:
+                return False
+            found[:] = row or []
+            return bool(found)
+        wait_until(read, timeout, interval=.1, what="moonraker's API key")
+        return found[0]
 
     def get(self, path):
         import urllib.request
-        with urllib.request.urlopen(self.url(path), timeout=10) as r:
+        req = urllib.request.Request(self.url(path))
+        if self.host != '127.0.0.1':
+            # From another "host": no trusted client, the key then
+            req.add_header('X-Api-Key', self.api_key())
+        with urllib.request.urlopen(req, timeout=10) as r:
             return json.loads(r.read())
 
     def post(self, path, params):

@@ -75,7 +75,7 @@ class Discovery:
             if eventtime > probe.started + PROBE_TIMEOUT:
                 probe.give_up()
         router = self.router
-        known = {p.real_socket for p in router.peers.values()}
+        known = {p.address for p in router.peers.values()}
         for path in self._candidates():
             if (path == router.own_real_socket or path in known
                     or path in self._probes

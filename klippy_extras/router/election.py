@@ -40,11 +40,11 @@ class Election:
         for peer in list(router.peers.values()):
             if peer.has_module or not peer.wants_serve:
                 continue
-            first = view.server_of(peer.real_socket)
+            first = view.server_of(peer.address)
             if peer.serving and first not in (None, router.name):
                 peer.stop_serving("'%s' serves it now" % (first,))
             elif (not peer.serving and first in (None, router.name)
-                  and not view.others_serving(peer.real_socket)):
+                  and not view.others_serving(peer.address)):
                 router.bridge.serve(peer)
                 router.relay.refresh()
                 router.greet_served(peer)

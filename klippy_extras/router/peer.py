@@ -10,6 +10,7 @@ from .gcode_text import command_line
 from .backoff import Backoff
 from .link import Link, LinkError
 from .subscriptions import callback_params
+from .remote import WebSocketTransport
 from .transport import UnixTransport, drop_timer
 
 # What a peer that is connected but not ready still takes as G-code
@@ -18,7 +19,23 @@ NOT_READY_COMMANDS = ('FIRMWARE_RESTART', 'RESTART', 'STATUS')
 # The options of one peer, as its [router NAME] section gives them
 PeerOptions = collections.namedtuple(
     'PeerOptions', 'name socket request_timeout reconnect_delay'
-    ' reconnect_max_delay on_connect on_disconnect serve allow')
+    ' reconnect_max_delay on_connect on_disconnect serve allow remote')
+PeerOptions.__new__.__defaults__ = (None,)   # remote: a local peer
+
+
+def address_of(options):
+    if options.remote is not None:
+        return options.remote.url
+    return os.path.realpath(os.path.expanduser(options.socket))
+
+
+def _transport(reactor, options):
+    if options.remote is not None:
+        return WebSocketTransport(reactor, options.remote, None,
+                                  options.reconnect_delay,
+                                  options.reconnect_max_delay)
+    return UnixTransport(reactor, options.socket, None,
+                         options.reconnect_delay, options.reconnect_max_delay)
 
 
 class PeerError(Exception):
@@ -39,16 +56,16 @@ class Peer:
             options.serve)
         self.subs = self.session.subs
         if link is None:
-            link = Link(self.reactor, UnixTransport(
-                self.reactor, options.socket, None, options.reconnect_delay,
-                options.reconnect_max_delay), self)
+            link = Link(self.reactor, _transport(self.reactor, options), self)
         else:
             # A connection discovery opened: it becomes this peer's link
             link.listener = self
             link.transport.backoff = Backoff(options.reconnect_delay,
                                              options.reconnect_max_delay)
         self.link = link
-        self.real_socket = os.path.realpath(options.socket)
+        # What identifies the instance across the mesh: its socket's real
+        # path, or the URL of its Moonraker bridge
+        self.address = address_of(options)
         self.known_by = 'configured'        # or 'shared file', 'discovered'
         self.serving = False                # router/* registered on it
         self.wants_serve = False            # a served peer, if elected

@@ -49,9 +49,9 @@ class MeshRelay:
         and every card held to a new neighbor."""
         router = self.router
         neighbors = self.neighbors()
-        plain = [p.real_socket for p in router.peers.values()
+        plain = [p.address for p in router.peers.values()
                  if p.wants_serve]
-        serving = [p.real_socket for p in router.peers.values()
+        serving = [p.address for p in router.peers.values()
                    if p.serving and not p.has_module]
         changed = self.view.update_own(neighbors, plain, serving)
         new = neighbors - self._neighbors
@@ -226,7 +226,7 @@ class MeshRelay:
             return 'not reached'
         if peer.serving:
             return 'direct, served here'
-        server = self.view.server_of(peer.real_socket)
+        server = self.view.server_of(peer.address)
         if server not in (None, self.router.name):
             return 'direct, served by %s' % (server,)
         return 'direct'

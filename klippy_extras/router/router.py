@@ -11,7 +11,7 @@ from .discovery import Discovery
 from .election import Election
 from .eventbus import EventBus
 from .lifecycle import Lifecycle
-from .peer import Peer, PeerOptions
+from .peer import Peer, PeerOptions, address_of
 from .relay import MeshRelay
 from .runner import LocalRunner
 from .transport import drop_timer
@@ -113,7 +113,7 @@ class Router:
         if name != self.name:
             return False
         self.has_own_section = True
-        if self._own_socket is not None and (
+        if self._own_socket is not None and socket is not None and (
                 _real_path(socket) != self._own_socket):
             raise config.error(
                 "Section '%s' names this instance ('%s'), but its socket %s"
@@ -136,16 +136,17 @@ class Router:
         if options.name in self.peers or options.name == self.name:
             return ("peer '%s' is defined twice (names are not"
                     " case-sensitive)" % (options.name,))
-        real = _real_path(options.socket)
-        if self._own_socket is not None and real == self._own_socket:
+        address = address_of(options)
+        if self._own_socket is not None and address == self._own_socket:
             return ("socket %s is this instance's own API socket, and its"
                     " name is '%s': give this instance's section its own"
                     " name (name: in [router]), or a peer its socket" % (
                         options.socket, self.name))
         for other in self.peers.values():
-            if other.real_socket == real:
-                return ("peers '%s' and '%s' use the same socket %s"
-                        % (other.name, options.name, options.socket))
+            if other.address == address:
+                return ("peers '%s' and '%s' use the same %s %s" % (
+                    other.name, options.name,
+                    'socket' if options.remote is None else 'url', address))
         return None
 
     def lookup_peer(self, name):

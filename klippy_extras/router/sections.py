@@ -5,7 +5,7 @@
 #
 # This file may be distributed under the terms of the GNU GPLv3 license.
 import os
-from . import events, gcode_text, subscriptions, trust
+from . import events, gcode_text, remote_options, subscriptions, trust
 from .peer import PeerOptions
 
 
@@ -20,9 +20,9 @@ class PeerSection:
                             "the peer name must be one word of letters,"
                             " digits, '_' and '-', e.g. [router led]")
         macros = router.gcode_macro
+        socket, remote = read_address(config)
         options = PeerOptions(
-            name=name,
-            socket=os.path.expanduser(config.get('socket')),
+            name=name, socket=socket, remote=remote,
             request_timeout=config.getfloat(
                 'request_timeout', router.request_timeout, above=0.,
                 maxval=86400.),
@@ -43,6 +43,21 @@ class PeerSection:
         self.peer = router.add_peer(options, config)
         if standing is not None:
             self.peer.subs.add(standing)
+
+
+def read_address(config):
+    """(socket, None) for a peer on this host, (None, RemoteOptions) for
+    one behind a Moonraker: exactly one of socket: and url:."""
+    sock, url = config.get('socket', None), config.get('url', None)
+    if (sock is None) == (url is None):
+        raise config.error("Section '%s': give either 'socket' (an instance"
+                           " on this host) or 'url' (one behind its"
+                           " Moonraker), not %s" % (
+                               config.get_name(),
+                               'both' if sock else 'neither'))
+    if sock is not None:
+        return os.path.expanduser(sock), None
+    return None, remote_options.read(config, url)
 
 
 def section_word(config, index, check, hint):

@@ -48,7 +48,7 @@ def describe_os_error(e):
     return str(e) or type(e).__name__
 
 
-class UnixTransport:
+class StreamTransport:
     """Moves bytes only in fd callbacks; everything it tells its owner
     (up, frames, down) comes from reactor callbacks: in some flavors an fd
     callback that unregisters an fd of the current poll batch (its own,
@@ -56,10 +56,11 @@ class UnixTransport:
     The owner has transport_up(), transport_frames(frames) and
     transport_down(reason); none of them may raise. The one exception is
     take_now(frames), asked from the fd callback: it may take frames
-    whose handling cannot close an fd, and returns True if it did."""
-    def __init__(self, reactor, path, owner, first_delay, max_delay):
+    whose handling cannot close an fd, and returns True if it did.
+    A subclass dials (_connect_event), cuts bytes into frames
+    (_frames_of) and frames into bytes (_encode)."""
+    def __init__(self, reactor, owner, first_delay, max_delay):
         self.reactor = reactor
-        self.path = path
         self.owner = owner
         self.backoff = Backoff(first_delay, max_delay)
         self.sock = self.fd_handle = None
@@ -71,16 +72,12 @@ class UnixTransport:
         self._reading = True
         self._write_wake = False
         self._send_buf = bytearray()
-        self._splitter = framing.FrameSplitter(MAX_FRAME)
         self._frames = []          # read, not yet handed to the owner
         self._handoff = False
         self._connect_timer = reactor.register_timer(self._connect_event)
         # One timer for every hand-off: cheaper than a register_callback
         # (a timer made and dropped, and a completion) per read
         self._handoff_timer = reactor.register_timer(self._hand_off)
-
-    def describe(self):
-        return self.path
 
     # Lifecycle
     def start(self):
@@ -94,54 +91,40 @@ class UnixTransport:
         try:
             self._close("router stopped", notify=False)
         except Exception:
-            logging.exception("router: error closing link %s", self.path)
+            logging.exception("router: error closing link %s",
+                              self.describe())
         self._connect_timer = drop_timer(self.reactor, self._connect_timer)
         self._handoff_timer = drop_timer(self.reactor, self._handoff_timer)
 
-    def _connect_event(self, eventtime):
-        if self.stopped or self.sock is not None:
-            return self.reactor.NEVER
-        sock = None
-        try:
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            sock.setblocking(False)
-            # A Unix stream connect completes at once or fails at once
-            # (EAGAIN when the peer's listen backlog is full).
-            sock.connect(self.path)
-        except (OSError, ValueError) as e:
-            if sock is not None:
-                sock.close()
-            error = (describe_os_error(e) if isinstance(e, OSError)
-                     else str(e))
-            if error != self.last_error:
-                logging.info("router: %s: %s", self.path, error)
-                self.last_error = error
-            if isinstance(e, OSError) and e.errno in (errno.EAGAIN,
-                                                      errno.EWOULDBLOCK):
-                return eventtime + self.backoff.busy_delay()
-            return eventtime + self.backoff.next_delay()
+    def _attach(self, sock):
         self.sock = sock
         self.fd_handle = self.reactor.register_fd(
             sock.fileno(), self._read_event, self._write_event)
-        self.connected = True
         self._closing = False
+
+    def _opened(self):
+        """The stream carries frames now (from a timer or callback)."""
+        self.connected = True
         self.generation += 1
-        logging.info("router: connected to %s", self.path)
+        logging.info("router: connected to %s", self.describe())
         self.owner.transport_up()
-        return self.reactor.NEVER
+        if self._frames and not self._handoff and self.sock is not None:
+            self._handoff = True
+            self.reactor.update_timer(self._handoff_timer, self.reactor.NOW)
 
     def note_healthy(self):
         """The session on this transport works: next outage starts fast."""
         self.backoff.reset()
 
-    def close(self, reason):
+    def close(self, reason, retry_after=0.):
         """Drops the connection (from a timer or callback context only);
-        it dials again after the backoff delay."""
-        self._close(reason, notify=True)
+        it dials again after the backoff delay (at least retry_after)."""
+        self._close(reason, notify=True, retry_after=retry_after)
 
-    def _close(self, reason, notify):
+    def _close(self, reason, notify, retry_after=0.):
         if self.sock is None:
             return
+        was_up = self.connected
         # Unregister before close: a closed fd left in poll spins at 100 %
         # CPU and a reused fd number would be delivered to the old callback.
         self.reactor.unregister_fd(self.fd_handle)
@@ -157,18 +140,20 @@ class UnixTransport:
         self._reading = True
         self.generation += 1
         del self._send_buf[:]
-        self._splitter.reset()
         self._frames = []
+        self._reset_stream()
+        if was_up or reason != self.last_error:   # not every dial's failure
+            logging.info("router: link %s closed: %s", self.describe(),
+                         reason)
         self.last_error = reason
-        logging.info("router: link %s closed: %s", self.path, reason)
-        if notify:
+        if notify and was_up:
             self.owner.transport_down(reason)
         if not self.stopped and self._connect_timer is not None:
-            self.reactor.update_timer(
-                self._connect_timer,
-                self.reactor.monotonic() + self.backoff.next_delay())
+            delay = max(retry_after, self.backoff.next_delay())
+            self.reactor.update_timer(self._connect_timer,
+                                      self.reactor.monotonic() + delay)
 
-    def _defer_close(self, reason):
+    def _defer_close(self, reason, retry_after=0.):
         if self._closing or self.sock is None:
             return
         self._closing = True
@@ -179,7 +164,7 @@ class UnixTransport:
         gen = self.generation
         def do_close(eventtime):
             if gen == self.generation:
-                self.close(reason)
+                self.close(reason, retry_after)
         self.reactor.register_callback(do_close)
 
     def pause_reading(self, paused):
@@ -202,20 +187,22 @@ class UnixTransport:
                     self._defer_close("read error: %s" % (e,))
                     return
                 if not data:
-                    self._defer_close("connection closed by peer")
+                    self._defer_close(self._end_of_stream())
                     return
-                self._frames.extend(self._splitter.feed(data))
-                if len(data) < READ_CHUNK:
+                self._frames.extend(self._frames_of(data))
+                if len(data) < READ_CHUNK or self._closing:
                     break
         except framing.ProtocolError as e:
-            logging.warning("router: %s sent bad data: %s", self.path, e)
+            logging.warning("router: %s sent bad data: %s", self.describe(),
+                            e)
             self._defer_close("protocol error: %s" % (e,))
             return
         except Exception:
-            logging.exception("router: read error on %s", self.path)
+            logging.exception("router: read error on %s", self.describe())
             self._defer_close("internal read error")
             return
-        if self._frames and not self._handoff and self._take_now():
+        if (self._frames and self.connected and not self._handoff
+                and self._take_now()):
             self._frames = []
         if self._frames and not self._handoff:
             self._handoff = True
@@ -225,11 +212,13 @@ class UnixTransport:
         try:
             return self.owner.take_now(self._frames)
         except Exception:
-            logging.exception("router: %s: early reply", self.path)
+            logging.exception("router: %s: early reply", self.describe())
             return False
 
     def _hand_off(self, eventtime):
         self._handoff = False
+        if not self.connected:
+            return self.reactor.NEVER   # _opened() hands them off
         frames, self._frames = self._frames, []
         if frames and self.sock is not None:
             self.owner.transport_frames(frames)
@@ -241,7 +230,7 @@ class UnixTransport:
         try:
             self._flush()
         except Exception:
-            logging.exception("router: write error on %s", self.path)
+            logging.exception("router: write error on %s", self.describe())
             self._defer_close("internal write error")
 
     def _flush(self):
@@ -270,9 +259,60 @@ class UnixTransport:
 
     def send(self, frame):
         """Queues one frame (the JSON text of a message)."""
-        if self.sock is None or self._closing:
+        if not self.connected or self._closing:
             raise TransportError("not connected")
-        self._send_buf += frame
-        self._send_buf += framing.ETX
+        self._send_buf += self._encode(frame)
         if not self._write_wake:
             self._flush()
+
+    # What a kind of stream defines
+    def _end_of_stream(self):
+        """The peer closed: why, in words."""
+        return "connection closed by peer"
+
+
+class UnixTransport(StreamTransport):
+    """A local peer's API Unix socket: frames end with 0x03."""
+    def __init__(self, reactor, path, owner, first_delay, max_delay):
+        StreamTransport.__init__(self, reactor, owner, first_delay,
+                                 max_delay)
+        self.path = path
+        self._splitter = framing.FrameSplitter(MAX_FRAME)
+
+    def describe(self):
+        return self.path
+
+    def _connect_event(self, eventtime):
+        if self.stopped or self.sock is not None:
+            return self.reactor.NEVER
+        sock = None
+        try:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.setblocking(False)
+            # A Unix stream connect completes at once or fails at once
+            # (EAGAIN when the peer's listen backlog is full).
+            sock.connect(self.path)
+        except (OSError, ValueError) as e:
+            if sock is not None:
+                sock.close()
+            error = (describe_os_error(e) if isinstance(e, OSError)
+                     else str(e))
+            if error != self.last_error:
+                logging.info("router: %s: %s", self.path, error)
+                self.last_error = error
+            if isinstance(e, OSError) and e.errno in (errno.EAGAIN,
+                                                      errno.EWOULDBLOCK):
+                return eventtime + self.backoff.busy_delay()
+            return eventtime + self.backoff.next_delay()
+        self._attach(sock)
+        self._opened()
+        return self.reactor.NEVER
+
+    def _frames_of(self, data):
+        return self._splitter.feed(data)
+
+    def _encode(self, frame):
+        return frame + framing.ETX
+
+    def _reset_stream(self):
+        self._splitter.reset()
