@@ -1,6 +1,8 @@
 # A TCP relay that delays every chunk by a fixed time, in each direction,
 # order kept: the delay of a long link, where the kernel has no netem.
 #   python delayproxy.py LISTEN_HOST LISTEN_PORT TARGET_HOST TARGET_PORT MS
+#       [COUNT_FILE]
+# COUNT_FILE gets the number of connections accepted so far.
 #
 # Copyright (C) 2026  Klipper Router contributors
 #
@@ -40,8 +42,13 @@ async def pipe(reader, writer, delay):
         writer.close()
 
 
-async def main(host, port, target_host, target_port, delay):
+async def main(host, port, target_host, target_port, delay, count_file):
+    accepted = [0]
     async def serve(reader, writer):
+        accepted[0] += 1
+        if count_file:
+            with open(count_file, 'w') as f:
+                f.write('%d\n' % (accepted[0],))
         try:
             treader, twriter = await asyncio.open_connection(target_host,
                                                              target_port)
@@ -59,4 +66,5 @@ async def main(host, port, target_host, target_port, delay):
 if __name__ == '__main__':
     args = sys.argv[1:]
     asyncio.run(main(args[0], int(args[1]), args[2], int(args[3]),
-                     float(args[4]) / 1000.))
+                     float(args[4]) / 1000., args[5] if len(args) > 5
+                     else None))

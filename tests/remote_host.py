@@ -94,15 +94,18 @@ class Netns:
                     'numgen', 'random', 'mod', '100', '<', str(int(percent)),
                     'drop')
 
-    def delay_proxy(self, target_host, target_port, delay_ms, inside=False):
+    def delay_proxy(self, target_host, target_port, delay_ms, inside=False,
+                    count_file=None):
         """A relay on a new port that delays each direction by delay_ms;
-        returns (host, port) to dial. inside: it runs in the namespace."""
+        returns (host, port) to dial. inside: it runs in the namespace.
+        count_file: where it writes how many connections it took."""
         host = self.ip if inside else self.host_ip
         port = free_port()
         proc = subprocess.Popen(
             (self.prefix if inside else []) + [
                 sys.executable, os.path.join(HERE, 'delayproxy.py'), host,
-                str(port), target_host, str(target_port), str(delay_ms)],
+                str(port), target_host, str(target_port), str(delay_ms)]
+            + ([count_file] if count_file else []),
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             stdin=subprocess.DEVNULL)
         self._procs.append(proc)

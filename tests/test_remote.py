@@ -6,11 +6,16 @@
 # Copyright (C) 2026  Klipper Router contributors
 #
 # This file may be distributed under the terms of the GNU GPLv3 license.
-import os, time
+import os, signal, time
 import pytest
-from harness import Mesh, Moonraker, output_json, wait_until
+from harness import ApiError, Mesh, Moonraker, output_json, wait_until
 from macros import COMMON
 import remote_host
+
+try:
+    import wsclient
+except ImportError:   # no wsproto in this venv: skipped below
+    wsclient = None
 
 WHY = remote_host.why_unavailable() or (
     None if Moonraker.available() else
@@ -24,49 +29,86 @@ variable_up: 0
 variable_down: 0
 gcode:
   SET_GCODE_VARIABLE MACRO=HOOKS VARIABLE={params.VAR} VALUE={printer["gcode_macro HOOKS"][params.VAR] + 1}
+"""
+
+MAIN = HOOKS + r"""
+[lateness_probe]
 
 [router event ping]
 gcode: REC WHO=main
 """
 
-AFC = r"""
+AFC = HOOKS + r"""
 [router event pong]
 gcode: REC WHO=afc
+
+[gcode_macro CALL_MAIN]
+gcode:
+  {action_call_remote_method("router/gcode/script", target="main", script="MARK VALUE=" ~ params.VALUE)}
+"""
+
+# A Klipper without the module, on the far host, served by main
+PLAIN = HOOKS + r"""
+[gcode_macro CALL_MAIN]
+gcode:
+  {action_call_remote_method("router/gcode/script", target="main", script="MARK VALUE=" ~ params.VALUE)}
+
+[gcode_macro CALL_QUERY]
+gcode:
+  {action_call_remote_method("router/objects/query", target="main", objects={"gcode_macro MARK": ["value"]}, gcode_callback="REC")}
 """
 
 
 class Hosts:
     """main on this host, afc on the namespace "host"; each dials the
-    other through the other's Moonraker, with that Moonraker's API key."""
-    def __init__(self, runtime, afc_extra='', main_extra=''):
+    other through the other's Moonraker, with that Moonraker's API key
+    (each Moonraker trusts only its own host). main also has led (local,
+    a shared mesh file with afc's remote section) and plain (far, no
+    module) when asked."""
+    def __init__(self, runtime, plain=False, led=False):
+        runtime.install_probe()
         self.ns = remote_host.Netns()
         self.mesh = mesh = Mesh(runtime)
-        self.keys = {}
-        for name in ('main', 'afc'):
-            path = os.path.join(mesh.workdir, name + '.key')
-            open(path, 'w').close()
-            self.keys[name] = path
-        main = mesh.add('main', '')
-        afc = mesh.add('afc', '')
-        afc.prefix = self.ns.prefix
-        # Moonraker trusts only its own host: the far side needs the key
-        self.mr = {
-            'main': Moonraker(main, host=self.ns.host_ip),
-            'afc': Moonraker(afc, host=self.ns.ip, prefix=self.ns.prefix)}
-        main.write_config(
-            "[router]\nname: main\n" + self.section('afc', main_extra)
-            + COMMON + HOOKS)
-        afc.write_config("[router]\nname: afc\n" + self.section(
-            'main', afc_extra) + COMMON + AFC)
+        self.keys, self.mr = {}, {}
+        self.add('main', None)
+        self.add('afc', self.ns)
+        if plain:
+            self.add('plain', self.ns)
+        if led:
+            mesh.add('led', '')
+        self.urls = {name: self.url(name) for name in self.mr}
+
+    def add(self, name, ns):
+        path = os.path.join(self.mesh.workdir, name + '.key')
+        open(path, 'w').close()
+        self.keys[name] = path
+        node = self.mesh.add(name, '')
+        if ns is not None:
+            node.prefix = ns.prefix
+            self.mr[name] = Moonraker(node, host=ns.ip, prefix=ns.prefix)
+        else:
+            self.mr[name] = Moonraker(node, host=self.ns.host_ip)
 
     def url(self, name):
         mr = self.mr[name]
         return 'ws://%s:%d/klippysocket' % (mr.host, mr.port)
 
-    def section(self, name, extra=''):
+    def section(self, name, extra='', url=None):
         return ("\n[router %s]\nurl: %s\napi_key_file: %s\n"
                 "on_connect: HOOKS VAR=up\non_disconnect: HOOKS VAR=down\n%s\n"
-                % (name, self.url(name), self.keys[name], extra))
+                % (name, url or self.urls[name], self.keys[name], extra))
+
+    def configure(self, main_peers, afc_peers):
+        """Default configs: main lists main_peers, afc afc_peers ({name:
+        extra}); plain (if any) has no [router]."""
+        self.mesh['main'].write_config("[router]\nname: main\n" + ''.join(
+            self.section(n, e) for n, e in main_peers.items()) + COMMON
+            + MAIN)
+        self.mesh['afc'].write_config("[router]\nname: afc\n" + ''.join(
+            self.section(n, e) for n, e in afc_peers.items()) + COMMON + AFC)
+        if 'plain' in self.mesh.nodes:
+            self.mesh['plain'].write_config(COMMON + PLAIN)
+        return self
 
     def start(self):
         # Keys first (Moonraker makes its key at its first start), so no
@@ -96,21 +138,136 @@ class Hosts:
 
 @pytest.fixture(scope='module')
 def hosts(runtime):
-    h = Hosts(runtime)
+    h = Hosts(runtime, plain=True, led=True)
+    # main and led include one mesh file: led local, afc remote
+    shared = ("\n[router main]\nsocket: %s\n[router led]\nsocket: %s\n"
+              % (h.mesh.sock('main'), h.mesh.sock('led'))
+              + h.section('afc', 'allow: gcode, subscribe, events'))
+    h.configure({'plain': 'allow: gcode'}, {'main': ''})
+    h['main'].write_config("[router]\nname: main\n" + shared + h.section(
+        'plain', 'allow: gcode') + COMMON + MAIN)
+    h['led'].write_config("[router]\nname: led\n" + shared + COMMON + MAIN)
     try:
         yield h.start()
     finally:
         h.close()
 
 
-def test_gcode_both_ways_with_waits_and_errors(hosts):
+def recs(node, **match):
+    return [r for r in output_json(node, 'REC')
+            if all(r.get(k) == v for k, v in match.items())]
+
+
+def hooks(node):
+    v = node.macro_vars('HOOKS')
+    return v['up'], v['down']
+
+
+def test_gcode_both_ways_with_waits_errors_and_timeouts(hosts):
     main, afc = hosts['main'], hosts['afc']
     main.gcode('ROUTER_GCODE_SCRIPT TARGET=afc WAIT=1 SCRIPT="MARK VALUE=7"')
     assert afc.macro_vars('MARK')['value'] == 7
     afc.gcode('ROUTER_GCODE_SCRIPT TARGET=main WAIT=1 SCRIPT="MARK VALUE=8"')
     assert main.macro_vars('MARK')['value'] == 8
-    with pytest.raises(Exception) as e:
+    with pytest.raises(ApiError) as e:
         main.gcode('ROUTER_GCODE_SCRIPT TARGET=afc WAIT=1 SCRIPT=FAIL')
-    assert 'deliberate failure' in str(e.value)
-    st = main.router_status()['peers']['afc']
-    assert st['ready'] and st['module'], st
+    assert "deliberate failure" in str(e.value)
+    # WAIT=0: run once each, in order
+    count = afc.macro_vars('MARK')['count']
+    for i in range(1, 31):
+        main.gcode('ROUTER_GCODE_SCRIPT TARGET=afc SCRIPT="MARK VALUE=%d"'
+                   % (i,))
+    wait_until(lambda: afc.macro_vars('MARK')['count'] == count + 30, 10.)
+    assert afc.macro_vars('MARK')['value'] == 30
+    # A far klippy that does not answer (stopped): the call times out
+    os.kill(afc.pid, signal.SIGSTOP)
+    try:
+        with pytest.raises(ApiError) as e:
+            main.gcode('ROUTER_GCODE_SCRIPT TARGET=afc WAIT=1 TIMEOUT=0.5'
+                       ' SCRIPT="MARK VALUE=31"')
+    finally:
+        os.kill(afc.pid, signal.SIGCONT)
+    assert "no reply within 0.5 s" in str(e.value)
+    wait_until(lambda: afc.macro_vars('MARK')['value'] == 31, 5.)
+    # Both sides see each other, with the module, in printer.router
+    for a, b in (('main', 'afc'), ('afc', 'main')):
+        st = hosts[a].router_status()['peers'][b]
+        assert st['ready'] and st['module'], st
+    assert hooks(main) == (2, 0) and hooks(afc) == (1, 0)   # afc, plain
+
+
+def test_objects_and_subscriptions_exactly_once(hosts):
+    main, afc = hosts['main'], hosts['afc']
+    out = main.client
+    main.gcode('ROUTER_OBJECTS_QUERY TARGET=afc OBJECTS="gcode_macro MARK:'
+               'value"')
+    out.wait_output(lambda l: l.startswith('// gcode_macro MARK: {"value"'))
+    afc.gcode("MARK VALUE=100")
+    n0 = len(recs(main, PRINTER='afc'))
+    main.gcode('ROUTER_OBJECTS_SUBSCRIBE TARGET=afc OBJECTS="gcode_macro'
+               ' MARK:value" CALLBACK=REC')
+    wait_until(lambda: len(recs(main, PRINTER='afc')) == n0 + 1, 5.)
+    assert recs(main, PRINTER='afc')[-1]['GCODE_MACRO_MARK_VALUE'] == '100'
+    # An idle printer is looked at every 0.25 s: each value held longer
+    # is seen, once, in order
+    for i in range(101, 111):
+        afc.gcode("MARK VALUE=%d" % (i,))
+        time.sleep(.3)
+    wait_until(lambda: recs(main, PRINTER='afc')[-1].get(
+        'GCODE_MACRO_MARK_VALUE') == '110', 5.)
+    time.sleep(.5)
+    got = [int(r['GCODE_MACRO_MARK_VALUE'])
+           for r in recs(main, PRINTER='afc')[n0:]]
+    assert got == list(range(100, 111)), got
+    assert main.router_status()['peers']['afc']['objects'] == {
+        'gcode_macro MARK': {'value': 110}}
+    main.gcode("ROUTER_OBJECTS_UNSUBSCRIBE TARGET=afc CALLBACK=REC")
+    # afc may not query main (main's section for afc leaves query out)
+    with pytest.raises(ApiError) as e:
+        afc.gcode('ROUTER_OBJECTS_QUERY TARGET=main OBJECTS=print_stats')
+    assert "'main' does not accept query from 'afc'" in str(e.value)
+
+
+def test_events_both_ways_and_through_the_mesh(hosts):
+    main, afc, led = hosts['main'], hosts['afc'], hosts['led']
+    main.gcode("ROUTER_EVENT_TRIGGER EVENT=pong N=1")
+    wait_until(lambda: len(recs(afc, WHO='afc', N='1')) == 1, 5.)
+    afc.gcode("ROUTER_EVENT_TRIGGER EVENT=ping N=2")
+    # main directly, led both directly and through main: once each
+    wait_until(lambda: len(recs(main, WHO='main', N='2')) == 1
+               and len(recs(led, WHO='main', N='2')) == 1, 5.)
+    time.sleep(.5)
+    assert len(recs(afc, N='1')) == 1 and len(recs(led, N='2')) == 1
+    assert len(recs(main, N='2')) == 1
+
+
+def test_served_klipper_without_the_module(hosts):
+    main, plain = hosts['main'], hosts['plain']
+    main.gcode('ROUTER_GCODE_SCRIPT TARGET=plain WAIT=1'
+               ' SCRIPT="MARK VALUE=5"')
+    assert plain.macro_vars('MARK')['value'] == 5
+    st = main.router_status()['peers']['plain']
+    assert st['ready'] and not st['module']
+    # Its macros reach main through main's remote methods on the bridge
+    plain.gcode("CALL_MAIN VALUE=77")
+    wait_until(lambda: main.macro_vars('MARK')['value'] == 77, 5.)
+    # allow: gcode only: its query is refused, reported on main
+    plain.gcode("CALL_QUERY")
+    main.client.wait_output(
+        lambda l: "'main' does not accept query from 'plain'" in l, 5.)
+
+
+def test_bridge_client_without_key_or_with_a_false_name(hosts):
+    mr = hosts.mr['main']
+    with pytest.raises(wsclient.Refused) as e:
+        wsclient.BridgeClient(mr.host, mr.port, key='0' * 32)
+    assert e.value.status == 401
+    c = wsclient.BridgeClient(mr.host, mr.port, key=mr.api_key())
+    try:
+        c.request('router/info', {'name': 'stranger'})
+        with pytest.raises(RuntimeError) as e:
+            c.request('router/gcode', {'script': 'MARK VALUE=666'})
+        assert "does not know instance 'stranger'" in str(e.value)
+    finally:
+        c.close()
+    assert hosts['main'].macro_vars('MARK')['value'] != 666
