@@ -271,3 +271,125 @@ def test_bridge_client_without_key_or_with_a_false_name(hosts):
     finally:
         c.close()
     assert hosts['main'].macro_vars('MARK')['value'] != 666
+
+
+# Failures of the path between the hosts, and of the far side
+@pytest.fixture
+def pair(runtime):
+    h = Hosts(runtime).configure({'afc': ''}, {'main': ''})
+    try:
+        yield h.start()
+    finally:
+        h.close()
+
+
+def ready_between(hosts, a, b):
+    try:
+        return hosts[a].router_status()['peers'][b]['ready']
+    except Exception:
+        return False
+
+
+def both_ready(hosts):
+    return ready_between(hosts, 'main', 'afc') and ready_between(
+        hosts, 'afc', 'main')
+
+
+def back_within(hosts, far_ready_at, limit=5.):
+    """Both links ready again; how long after far_ready_at."""
+    wait_until(lambda: both_ready(hosts), limit + 10., interval=.05,
+               what="both links ready")
+    took = time.monotonic() - far_ready_at
+    assert took <= limit, "links ready %.2f s after the far side" % (took,)
+    return took
+
+
+def test_partition_of_30_s_heals_and_host_stays_on_time(pair, figures):
+    main, afc = pair['main'], pair['afc']
+    main.client.request('lateness_probe/reset', {})
+    start = time.monotonic()
+    pair.ns.link(False)
+    # Half-open: no FIN, no RST; the silence is noticed
+    wait_until(lambda: not ready_between(pair, 'main', 'afc'), 12.,
+               what="main sees afc gone")
+    noticed = time.monotonic() - start
+    while time.monotonic() - start < 30.:
+        # The host works on meanwhile: local G-code is answered
+        main.gcode("MARK VALUE=1")
+        time.sleep(.5)
+    late = main.query({'lateness_probe': None})['lateness_probe']
+    pair.ns.link(True)
+    healed = time.monotonic()
+    took = back_within(pair, healed)
+    figures('remote partition 30 s', noticed_s=round(noticed, 2),
+            back_after_heal_s=round(took, 2),
+            host_lateness_p99_ms=round(late['p99'] * 1000, 2),
+            host_lateness_max_ms=round(late['max'] * 1000, 2))
+    assert late['max'] < .1, late
+    # Hooks: one down, then one up, on each side
+    time.sleep(1.)
+    assert hooks(main) == (2, 1) and hooks(afc) == (2, 1)
+    main.gcode('ROUTER_GCODE_SCRIPT TARGET=afc WAIT=1 SCRIPT="MARK VALUE=3"')
+    assert afc.macro_vars('MARK')['value'] == 3
+
+
+def test_moonraker_killed_and_restarted(pair):
+    main, afc = pair['main'], pair['afc']
+    mr = pair.mr['afc']
+    mr.proc.kill()
+    mr.proc.wait()
+    wait_until(lambda: not ready_between(pair, 'main', 'afc'), 10.)
+    time.sleep(2.)
+    mr.start(wait=False)
+    mr.wait_ready()
+    back_within(pair, time.monotonic())
+    time.sleep(1.)
+    assert hooks(main) == (2, 1)
+    main.gcode('ROUTER_GCODE_SCRIPT TARGET=afc WAIT=1 SCRIPT="MARK VALUE=4"')
+    assert afc.macro_vars('MARK')['value'] == 4
+
+
+def test_klippy_restarted_behind_a_live_moonraker(pair):
+    main, afc = pair['main'], pair['afc']
+    for i in range(3):
+        afc.restart()
+        back_within(pair, time.monotonic())
+    time.sleep(1.)
+    # One down and one up per restart; afc's own hooks ran on its fresh
+    # start each time (its variables start again at 0)
+    assert hooks(main) == (4, 3)
+    assert hooks(afc) == (1, 0)
+
+
+def test_wrong_key_is_a_clear_error_without_a_retry_storm(runtime):
+    h = Hosts(runtime)
+    count = os.path.join(h.mesh.workdir, 'dials')
+    try:
+        mr = h.mr['afc']
+        host, port = h.ns.delay_proxy(mr.host, mr.port, 0, count_file=count)
+        h.urls['afc'] = 'ws://%s:%d/klippysocket' % (host, port)
+        h.configure({'afc': ''}, {'main': ''})
+        for name, m in h.mr.items():
+            m.start(wait=False)
+            h.write_key(name, 'f' * 32 if name == 'afc' else None)
+        h.mesh.start()
+        main = h['main']
+        main.gcode("ROUTER_PRINTERS_LIST")
+        def listed():
+            main.gcode("ROUTER_PRINTERS_LIST")
+            return [l for l in main.client.output
+                    if 'refused the API key' in l]
+        wait_until(listed, 10.)
+        # From the first refusal on (before it, Moonraker was starting:
+        # the relay took dials it could not pass on), one dial per 10 s
+        def dials():
+            with open(count) as f:
+                return int(f.read())
+        first = dials()
+        time.sleep(25.)
+        assert dials() - first <= 3, (first, dials())
+        # The right key: back at the next step
+        h.write_key('afc')
+        wait_until(lambda: ready_between(h, 'main', 'afc'), 15.)
+    finally:
+        h.close()

@@ -116,6 +116,7 @@ class WebSocketTransport(StreamTransport):
         self._phase = None
         self._resolving = False
         self._deadline = self._heard = self._pinged = 0.
+        self._retry_at = reactor.NEVER
         self._tick_timer = reactor.register_timer(self._tick)
 
     def describe(self):
@@ -129,12 +130,15 @@ class WebSocketTransport(StreamTransport):
     def _connect_event(self, eventtime):
         if self.stopped or self.sock is not None or self._resolving:
             return self.reactor.NEVER
+        # What this timer returns is its next waketime: a failed dial
+        # sets it (an update_timer() from inside would be overwritten)
+        self._retry_at = self.reactor.NEVER
         family = numeric_address(self.remote.host)
         if family is not None:
             self._dial([(family, (self.remote.host, self.remote.port))])
         else:
             self._resolve()
-        return self.reactor.NEVER
+        return self._retry_at
 
     def _resolve(self):
         # getaddrinfo blocks and has no non-blocking form in the standard
@@ -171,8 +175,8 @@ class WebSocketTransport(StreamTransport):
         self.last_error = error
         if not self.stopped and self._connect_timer is not None:
             delay = max(retry_after, self.backoff.next_delay())
-            self.reactor.update_timer(self._connect_timer,
-                                      self.reactor.monotonic() + delay)
+            self._retry_at = self.reactor.monotonic() + delay
+            self.reactor.update_timer(self._connect_timer, self._retry_at)
 
     def _dial(self, addresses):
         family, address = addresses[0]
