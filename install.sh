@@ -129,9 +129,31 @@ MSG
     *)
         echo "Klipper's Python: $KLIPPY_PYTHON ($PYV)" ;;
 esac
-# Dependencies the module needs beyond Klipper's own, at the versions each
-# Python needs, go here (pip into $KLIPPY_PYTHON). None today: the module
-# uses only the standard library.
+# Remote peers (url: in [router NAME]) speak websocket with wsproto and
+# h11, pinned per Python: wsproto 1.3 needs 3.10+, 1.2 runs from 3.7 with
+# the same API. Local peers need nothing: a failed install (offline) only
+# warns, and a url: section then says how to install them.
+case "$PYV" in
+    3.8|3.9) WSPROTO="1.2.0" ;;
+    *)       WSPROTO="1.3.2" ;;
+esac
+DEPS="wsproto==$WSPROTO h11==0.16.0"
+if [ -n "$PYV" ] && "$KLIPPY_PYTHON" -c "import sys, wsproto, h11
+from importlib.metadata import version
+sys.exit(version('wsproto') != '$WSPROTO' or version('h11') != '0.16.0')" \
+        >/dev/null 2>&1; then
+    echo "Remote-peer packages already in Klipper's Python: $DEPS"
+elif [ -n "$PYV" ]; then
+    echo "Installing remote-peer packages into Klipper's Python: $DEPS"
+    # shellcheck disable=SC2086
+    if ! "$KLIPPY_PYTHON" -m pip install -q $DEPS; then
+        cat >&2 <<MSG
+Warning: could not install $DEPS (offline?). Local peers work without
+them; for peers on other hosts (url:), install them later with
+  $KLIPPY_PYTHON -m pip install $DEPS
+MSG
+    fi
+fi
 
 if [ -L "$DEST" ] && [ "$(readlink "$DEST")" = "$SRC" ]; then
     echo "Already installed: $DEST -> $SRC"

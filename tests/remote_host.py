@@ -10,7 +10,7 @@
 # Copyright (C) 2026  Klipper Router contributors
 #
 # This file may be distributed under the terms of the GNU GPLv3 license.
-import itertools, os, shutil, signal, subprocess, sys
+import itertools, os, re, shutil, subprocess, sys
 from harness import terminate, wait_until, free_port
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -92,7 +92,13 @@ class Netns:
             self.ns('nft', 'add', 'rule', 'inet', 'krloss', hook, 'oifname'
                     if hook == 'output' else 'iifname', self.ns_if,
                     'numgen', 'random', 'mod', '100', '<', str(int(percent)),
-                    'drop')
+                    'counter', 'drop')
+
+    def dropped(self):
+        """Packets the loss rules dropped so far."""
+        out = self.ns('nft', 'list', 'table', 'inet', 'krloss',
+                      check=False).stdout.decode()
+        return sum(int(w) for w in re.findall(r'counter packets (\d+)', out))
 
     def delay_proxy(self, target_host, target_port, delay_ms, inside=False,
                     count_file=None):

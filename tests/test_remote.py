@@ -110,13 +110,18 @@ class Hosts:
             self.mesh['plain'].write_config(COMMON + PLAIN)
         return self
 
-    def start(self):
+    def start(self, first=None):
+        """first: an instance started (with its API client, which records
+        its console) before the others."""
         # Keys first (Moonraker makes its key at its first start), so no
         # dial meets a refusal
         for name, mr in self.mr.items():
             mr.start(wait=False)
             self.write_key(name)
-        self.mesh.start()
+        if first is not None:
+            self.mesh.start(first)
+            self.mesh[first].client
+        self.mesh.start(*[n for n in self.mesh.nodes if n != first])
         for mr in self.mr.values():
             mr.wait_ready()
         self.mesh.wait_links(20.)
@@ -391,5 +396,40 @@ def test_wrong_key_is_a_clear_error_without_a_retry_storm(runtime):
         # The right key: back at the next step
         h.write_key('afc')
         wait_until(lambda: ready_between(h, 'main', 'afc'), 15.)
+    finally:
+        h.close()
+
+
+def test_seed_scenario_over_a_slow_lossy_link(runtime):
+    """The led of config_examples/led_follows_print on the far host,
+    following main through 50 ms each way and 2 % packet loss: every
+    state once, in order."""
+    import test_scenario
+    if not remote_host.loss_available():
+        pytest.skip("no nft command for packet loss (Debian: nftables;"
+                    " scripts/setup-venv.sh installs it when run as root)")
+    h = Hosts(runtime)
+    try:
+        mr = h.mr
+        # Each direction through a relay that delays 50 ms, on the far
+        # host's side of the lossy cable
+        host, port = h.ns.delay_proxy(mr['afc'].host, mr['afc'].port, 50)
+        h.urls['afc'] = 'ws://%s:%d/klippysocket' % (host, port)
+        host, port = h.ns.delay_proxy(mr['main'].host, mr['main'].port, 50,
+                                      inside=True)
+        h.urls['main'] = 'ws://%s:%d/klippysocket' % (host, port)
+        with open(os.path.join(test_scenario.EXAMPLE, 'led.cfg')) as f:
+            led = f.read()
+        led = led.replace('name: led', 'name: afc').replace(
+            "socket: ~/printer_data/comms/klippy.sock",
+            "url: %s\napi_key_file: %s" % (h.urls['main'], h.keys['main']))
+        assert 'url: ' in led
+        h['afc'].write_config(led)
+        h['main'].write_config("[router]\nname: main\n" + h.section(
+            'afc', 'allow: query, subscribe') + test_scenario.MAIN_EXTRA)
+        h.ns.loss(2)
+        h.start(first='afc')
+        test_scenario.run_print_sequence(h['main'], h['afc'])
+        assert h.ns.dropped() > 0   # the loss was real
     finally:
         h.close()
