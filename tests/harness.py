@@ -535,6 +535,7 @@ MOONRAKER_CONFIG = """
 [server]
 host: {host}
 port: {port}
+ssl_port: {ssl_port}
 klippy_uds_address: {sock}
 
 [authorization]
@@ -568,12 +569,29 @@ class Moonraker:
         for sub in ('config', 'logs', 'gcodes', 'database'):
             os.makedirs(os.path.join(self.dir, sub), exist_ok=True)
         self.port = port or free_port()
+        # TLS is served there only once certs/moonraker.{cert,key} exist
+        self.ssl_port = free_port()
         self.cfg = os.path.join(self.dir, 'config', 'moonraker.conf')
         with open(self.cfg, 'w') as f:
             f.write(MOONRAKER_CONFIG.format(
-                host=host, port=self.port, sock=node.sock, trusted=trusted))
+                host=host, port=self.port, ssl_port=self.ssl_port,
+                sock=node.sock, trusted=trusted))
         self.log = os.path.join(self.dir, 'logs', 'moonraker.log')
         self.proc = None
+
+    def make_certificate(self):
+        """A self-signed certificate for its address (TLS on ssl_port
+        from its next start); returns the certificate's path."""
+        certs = os.path.join(self.dir, 'certs')
+        os.makedirs(certs, exist_ok=True)
+        cert = os.path.join(certs, 'moonraker.cert')
+        subprocess.run(
+            ['openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes',
+             '-keyout', os.path.join(certs, 'moonraker.key'), '-out', cert,
+             '-days', '2', '-subj', '/CN=%s' % (self.host,), '-addext',
+             'subjectAltName=IP:%s' % (self.host,)], check=True,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return cert
 
     @staticmethod
     def available():

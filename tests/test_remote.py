@@ -6,7 +6,7 @@
 # Copyright (C) 2026  Klipper Router contributors
 #
 # This file may be distributed under the terms of the GNU GPLv3 license.
-import os, signal, time
+import hashlib, os, signal, subprocess, time
 import pytest
 from harness import ApiError, Mesh, Moonraker, output_json, wait_until
 from macros import COMMON
@@ -431,5 +431,46 @@ def test_seed_scenario_over_a_slow_lossy_link(runtime):
         h.start(first='afc')
         test_scenario.run_print_sequence(h['main'], h['afc'])
         assert h.ns.dropped() > 0   # the loss was real
+    finally:
+        h.close()
+
+
+def test_tls_with_a_ca_file_or_a_pinned_certificate(runtime):
+    h = Hosts(runtime)
+    try:
+        mr = h.mr['afc']
+        cert = mr.make_certificate()
+        wss = 'wss://%s:%d/klippysocket' % (mr.host, mr.ssl_port)
+        der = subprocess.run(['openssl', 'x509', '-in', cert, '-outform',
+                              'DER'], stdout=subprocess.PIPE,
+                             check=True).stdout
+        pin = ':'.join('%02X' % b for b in hashlib.sha256(der).digest())
+        def main_config(tls_option):
+            return ("[router]\nname: main\n" + h.section(
+                'afc', tls_option, url=wss) + COMMON + MAIN)
+        h.configure({'afc': ''}, {'main': ''})
+        h['main'].write_config(main_config('tls_ca_file: %s' % (cert,)))
+        h.start()
+        main, afc = h['main'], h['afc']
+        main.gcode('ROUTER_GCODE_SCRIPT TARGET=afc WAIT=1'
+                   ' SCRIPT="MARK VALUE=9"')
+        assert afc.macro_vars('MARK')['value'] == 9
+        assert "Starting secure server" in open(mr.log).read()
+        for option, error in [
+                ('', 'certificate not trusted'),
+                ('tls_fingerprint: ' + '0' * 64, 'is not the pinned one'),
+                ('tls_fingerprint: ' + pin, None)]:
+            main.write_config(main_config(option))
+            main.restart()
+            if error is None:
+                wait_until(lambda: ready_between(h, 'main', 'afc'), 10.)
+                main.gcode('ROUTER_GCODE_SCRIPT TARGET=afc WAIT=1'
+                           ' SCRIPT="MARK VALUE=10"')
+                assert afc.macro_vars('MARK')['value'] == 10
+                continue
+            wait_until(lambda: error in main.router_status()['peers'][
+                'afc']['last_error'], 10.)
+            assert not ready_between(h, 'main', 'afc')
+            assert main.state() == 'ready'
     finally:
         h.close()
