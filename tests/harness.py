@@ -106,6 +106,7 @@ class Klippy:
         self.proc = None
         self._client = None
         self.prefix = []   # e.g. ip netns exec NAME: another "host"
+        self.pythonpath = []   # directories put first on klippy's path
 
     def write_config(self, config):
         with open(self.cfg, 'w') as f:
@@ -116,14 +117,14 @@ class Klippy:
     def start(self):
         out = open(os.path.join(self.dir, 'stdout.log'), 'ab')
         env = None
-        if self.runtime.pythonpath:
+        paths = self.pythonpath + [self.runtime.pythonpath]
+        if any(paths):
             env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [
-                self.runtime.pythonpath, os.environ.get('PYTHONPATH')])))
+                *paths, os.environ.get('PYTHONPATH')])))
         self.proc = subprocess.Popen(
             self.prefix + self.runtime.command + [
-                self.cfg, '-o', '/dev/null', '-d',
-                                    MCU_DICT, '-a', self.sock, '-I', self.pty,
-                                    '-l', self.log],
+                self.cfg, '-o', '/dev/null', '-d', MCU_DICT, '-a', self.sock,
+                '-I', self.pty, '-l', self.log],
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             cwd=self.dir, env=env)
         out.close()
