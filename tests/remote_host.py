@@ -67,6 +67,16 @@ class Netns:
         self.ns('ip', 'link', 'set', self.ns_if, 'up')
         self.ns('ip', 'link', 'set', 'lo', 'up')
 
+    def slow_name_server(self):
+        """Names resolved in the namespace wait for a name server that
+        never answers (ip netns exec mounts /etc/netns/NAME/resolv.conf
+        over /etc/resolv.conf)."""
+        etc = os.path.join('/etc/netns', self.name)
+        os.makedirs(etc, exist_ok=True)
+        with open(os.path.join(etc, 'resolv.conf'), 'w') as f:
+            f.write("nameserver %s.77\noptions timeout:3 attempts:2\n"
+                    % (self.ip.rsplit('.', 1)[0],))
+
     def ns(self, *args, check=True):
         return _run(*(self.prefix + list(args)), check=check)
 
@@ -134,3 +144,5 @@ class Netns:
             terminate(proc)
         _run('ip', 'link', 'del', self.host_if, check=False)
         _run('ip', 'netns', 'del', self.name, check=False)
+        shutil.rmtree(os.path.join('/etc/netns', self.name),
+                      ignore_errors=True)

@@ -318,6 +318,8 @@ def test_partition_of_30_s_heals_and_host_stays_on_time(pair, figures):
     wait_until(lambda: not ready_between(pair, 'main', 'afc'), 12.,
                what="main sees afc gone")
     noticed = time.monotonic() - start
+    assert 'nothing heard for 6 s' in main.router_status()['peers']['afc'][
+        'last_error']
     while time.monotonic() - start < 30.:
         # The host works on meanwhile: local G-code is answered
         main.gcode("MARK VALUE=1")
@@ -474,3 +476,37 @@ def test_tls_with_a_ca_file_or_a_pinned_certificate(runtime):
             assert main.state() == 'ready'
     finally:
         h.close()
+
+
+def test_a_slow_name_server_does_not_stall_the_printer(mesh):
+    """A url: with a host name, on a host whose name server never
+    answers: the name is looked up off the reactor; the printer and its
+    local peer carry on meanwhile."""
+    mesh.runtime.install_probe()
+    ns = remote_host.Netns()
+    try:
+        ns.slow_name_server()
+        mesh.add_router_node('main', ['led'], "[lateness_probe]\n"
+                             "[router ghost]\nurl: ws://ghost.example:7125/"
+                             "klippysocket\n" + COMMON)
+        mesh.add_router_node('led', ['main'], COMMON)
+        mesh['main'].prefix = ns.prefix
+        mesh.start()
+        main = mesh['main']
+        main.client.request('lateness_probe/reset', {})
+        start = time.monotonic()
+        for i in range(20):
+            main.gcode('ROUTER_GCODE_SCRIPT TARGET=led WAIT=1'
+                       ' SCRIPT="MARK VALUE=%d"' % (i,))
+            time.sleep(.1)
+        # The lookup is still under way (it takes seconds), not failed
+        assert 'cannot resolve' not in main.router_status()['peers'][
+            'ghost']['last_error']
+        late = main.query({'lateness_probe': None})['lateness_probe']
+        assert late['max'] < .1, late
+        wait_until(lambda: 'cannot resolve ghost.example' in
+                   main.router_status()['peers']['ghost']['last_error'], 30.)
+        assert time.monotonic() - start > 2.
+    finally:
+        mesh.close()
+        ns.close()

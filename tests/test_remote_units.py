@@ -4,9 +4,9 @@
 # Copyright (C) 2026  Klipper Router contributors
 #
 # This file may be distributed under the terms of the GNU GPLv3 license.
-import os, shutil, ssl, subprocess, sys
+import hashlib, os, shutil, socket, ssl, subprocess, sys
 import pytest
-from harness import wait_until
+from harness import Moonraker, wait_until
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 '..', 'klippy_extras'))
@@ -149,8 +149,9 @@ def make_cert(tmp_path, name='10.9.9.9'):
     return cert, key
 
 
-def tls_pair(tmp_path, client_context, fingerprint=None, name='10.9.9.9'):
-    cert, key = make_cert(tmp_path)
+def tls_pair(tmp_path, client_context, fingerprint=None, name='10.9.9.9',
+             cert_key=None):
+    cert, key = cert_key or make_cert(tmp_path)
     server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server_ctx.load_cert_chain(cert, key)
     s_in, s_out = ssl.MemoryBIO(), ssl.MemoryBIO()
@@ -265,3 +266,54 @@ def test_unresolvable_name_is_an_error_of_that_peer_only(mesh):
                main.router_status()['peers']['ghost']['last_error'], 10.)
     assert main.router_status()['peers']['led']['ready']
     main.gcode('ROUTER_GCODE_SCRIPT TARGET=led WAIT=1 SCRIPT=M115')
+
+
+def test_a_pin_accepts_its_certificate_whatever_its_name(tmp_path):
+    cert, key = make_cert(tmp_path)
+    with open(cert) as f:
+        pin = tls.parse_fingerprint(hashlib.sha256(
+            ssl.PEM_cert_to_DER_cert(f.read())).hexdigest())
+    client, server, s_in, s_out, _ = tls_pair(
+        tmp_path, lambda c: tls.make_context(None, pin), fingerprint=pin,
+        name='another.name.example', cert_key=(cert, key))
+    run_handshake(client, server, s_in, s_out)
+    assert client.ready
+
+
+def test_silent_listener_fails_the_dial_within_5_s(mesh):
+    """A host that accepts TCP and never answers the upgrade (a tarpit,
+    a wrong service): the dial gives up after 5 s and the host printer
+    stays on time."""
+    mesh.runtime.install_probe()
+    tarpit = socket.socket()
+    tarpit.bind(('127.0.0.1', 0))
+    tarpit.listen(16)
+    try:
+        node = mesh.add('main', "[lateness_probe]\n[router]\nname: main\n"
+                        "[router afc]\nurl: ws://127.0.0.1:%d/klippysocket\n"
+                        % (tarpit.getsockname()[1],))
+        node.start()
+        node.wait_ready()
+        wait_until(lambda: 'no answer within 5 s' in node.router_status()[
+            'peers']['afc']['last_error'], 10.)
+        late = node.query({'lateness_probe': None})['lateness_probe']
+        assert late['max'] < .1, late
+    finally:
+        tarpit.close()
+
+
+def test_wrong_path_on_a_real_moonraker_says_so(mesh):
+    if not Moonraker.available():
+        pytest.skip("moonraker not installed")
+    main = mesh.add('main', '')
+    mr = Moonraker(main)
+    main.write_config("[router]\nname: main\n[router afc]\n"
+                      "url: ws://127.0.0.1:%d/no/such/path\n" % (mr.port,))
+    main.start()
+    main.wait_ready()
+    try:
+        mr.start()
+        wait_until(lambda: 'HTTP 404' in main.router_status()['peers'][
+            'afc']['last_error'], 10.)
+    finally:
+        mr.stop()
