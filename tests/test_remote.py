@@ -447,9 +447,9 @@ def test_tls_with_a_ca_file_or_a_pinned_certificate(runtime):
                               'DER'], stdout=subprocess.PIPE,
                              check=True).stdout
         pin = ':'.join('%02X' % b for b in hashlib.sha256(der).digest())
-        def main_config(tls_option):
+        def main_config(tls_option, url=wss):
             return ("[router]\nname: main\n" + h.section(
-                'afc', tls_option, url=wss) + COMMON + MAIN)
+                'afc', tls_option, url=url) + COMMON + MAIN)
         h.configure({'afc': ''}, {'main': ''})
         h['main'].write_config(main_config('tls_ca_file: %s' % (cert,)))
         h.start()
@@ -458,11 +458,15 @@ def test_tls_with_a_ca_file_or_a_pinned_certificate(runtime):
                    ' SCRIPT="MARK VALUE=9"')
         assert afc.macro_vars('MARK')['value'] == 9
         assert "Starting secure server" in open(mr.log).read()
-        for option, error in [
-                ('', 'certificate not trusted'),
-                ('tls_fingerprint: ' + '0' * 64, 'is not the pinned one'),
-                ('tls_fingerprint: ' + pin, None)]:
-            main.write_config(main_config(option))
+        plain = 'wss://%s:%d/klippysocket' % (mr.host, mr.port)
+        for option, url, error in [
+                ('', wss, 'certificate not trusted'),
+                ('tls_fingerprint: ' + '0' * 64, wss, 'is not the pinned one'),
+                # Moonraker's plain port waits for an HTTP request that a
+                # TLS hello never completes
+                ('tls_ca_file: ' + cert, plain, 'no answer within 5 s'),
+                ('tls_fingerprint: ' + pin, wss, None)]:
+            main.write_config(main_config(option, url))
             main.restart()
             if error is None:
                 wait_until(lambda: ready_between(h, 'main', 'afc'), 10.)
@@ -471,7 +475,7 @@ def test_tls_with_a_ca_file_or_a_pinned_certificate(runtime):
                 assert afc.macro_vars('MARK')['value'] == 10
                 continue
             wait_until(lambda: error in main.router_status()['peers'][
-                'afc']['last_error'], 10.)
+                'afc']['last_error'], 12.)
             assert not ready_between(h, 'main', 'afc')
             assert main.state() == 'ready'
     finally:
@@ -510,3 +514,57 @@ def test_a_slow_name_server_does_not_stall_the_printer(mesh):
     finally:
         mesh.close()
         ns.close()
+
+
+def test_remote_afc_example(runtime):
+    """config_examples/remote_afc, as written, with this test's hosts."""
+    from harness import ROOT
+    import test_scenario
+    h = Hosts(runtime)
+    try:
+        example = os.path.join(ROOT, 'config_examples', 'remote_afc')
+        def config(name, peer, url_was, key_was):
+            with open(os.path.join(example, name + '.cfg')) as f:
+                text = f.read()
+            assert url_was in text and key_was in text
+            return text.replace(url_was, h.urls[peer]).replace(
+                key_was, h.keys[peer])
+        h['main'].write_config(config(
+            'main', 'afc', 'ws://afc-pi.local:7125/klippysocket',
+            '~/printer_data/config/afc-moonraker.key')
+            + test_scenario.MAIN_EXTRA)
+        h['afc'].write_config(config(
+            'afc', 'main', 'ws://printer.local:7125/klippysocket',
+            '~/printer_data/config/main-moonraker.key'))
+        h.start(first='afc')
+        main, afc = h['main'], h['afc']
+        out = main.client
+        afc.client.wait_output(lambda l: l == 'echo: AFC: printer is'
+                               ' standby', 5.)
+        main.gcode("T1")
+        assert afc.macro_vars('AFC_LOAD')['lane'] == 1
+        # The runout pauses the print
+        with open(os.path.join(main.gcodes, 'long.gcode'), 'w') as f:
+            f.write(test_scenario.BUSY * 20)
+        main.gcode("SDCARD_PRINT_FILE FILENAME=long.gcode")
+        afc.client.wait_output(lambda l: l.endswith('printer is printing'),
+                               5.)
+        afc.gcode("AFC_RUNOUT LANE=2")
+        out.wait_output(lambda l: 'runout on lane 2, pausing' in l, 5.)
+        wait_until(lambda: main.query({'print_stats': ['state']})[
+            'print_stats']['state'] == 'paused', 5.)
+        afc.client.wait_output(lambda l: l.endswith('printer is paused'), 5.)
+        # afc may not send main G-code
+        with pytest.raises(ApiError) as e:
+            afc.gcode('ROUTER_GCODE_SCRIPT TARGET=main SCRIPT=RESUME')
+        assert "does not accept gcode from 'afc'" in str(e.value)
+        # The unit going away while printing pauses the printer
+        main.gcode("RESUME")
+        wait_until(lambda: main.query({'print_stats': ['state']})[
+            'print_stats']['state'] == 'printing', 5.)
+        afc.kill()
+        out.wait_output(lambda l: 'unit offline, pausing' in l, 10.)
+        wait_until(lambda: main.query({'print_stats': ['state']})[
+            'print_stats']['state'] == 'paused', 5.)
+    finally:
+        h.close()
