@@ -41,6 +41,14 @@ class Callers:
 
     def check(self, web_request, action):
         """Raises an API error if the caller may not do this here."""
+        # What caller_of(...).require(action) decides, without building a
+        # Caller when it allows: this runs on every call from a peer
+        name = self._names.get(web_request.get_client_connection())
+        if name is None or name == self.router.name:
+            return
+        peer = self.router.peers.get(name)
+        if peer is not None and action in peer.allow:
+            return
         try:
             self.caller_of(web_request).require(action)
         except trust.Refused as e:

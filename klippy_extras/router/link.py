@@ -30,6 +30,7 @@ class Link:
         self._inbox = collections.deque()   # frames, decoded in order
         self._inbox_bytes = 0
         self._inbox_scheduled = False
+        self._decoded = None   # (frame, msg) take_now() decoded, not took
         self._timeout_timer = reactor.register_timer(self._timeout_event)
         transport.owner = self
 
@@ -62,16 +63,18 @@ class Link:
     def transport_down(self, reason):
         self._inbox.clear()
         self._inbox_bytes = 0
+        self._decoded = None
         for callback, error in self._requests.fail_all(reason):
             self._call(callback, None, error)
         self._call(self.listener.link_down, reason)
 
     def take_now(self, frames):
         """From the fd callback, before the hand-off: a lone small reply
-        whose callback only wakes a waiting command (ROUTER_GCODE_SCRIPT
-        WAIT=1; nothing in it can close an fd) is taken at once, which
-        saves a reactor pass on every such hop. Anything else waits for
-        the hand-off, in order. True when taken."""
+        whose callback is inline_safe (it only wakes a waiting command,
+        ROUTER_GCODE_SCRIPT WAIT=1, or counts a neighbor's acknowledgement:
+        nothing in it can close an fd) is taken at once, which saves a
+        reactor pass on every such hop. Anything else waits for the
+        hand-off, in order, decoded once. True when taken."""
         if (self._inbox or self._inbox_scheduled or len(frames) != 1
                 or len(frames[0]) > INLINE_MAX or self._requests.waiting()):
             return False
@@ -80,10 +83,12 @@ class Link:
         except framing.ProtocolError:
             return False
         callback = self._requests.callback_of(msg.get('id'))
-        if not getattr(callback, 'inline_safe', False):
-            return False
-        resolved = self._requests.resolve(msg)
+        resolved = None
+        if getattr(callback, 'inline_safe', False):
+            resolved = self._requests.resolve(msg)
         if resolved is None:
+            # The hand-off dispatches it without decoding it again
+            self._decoded = (frames[0], msg)
             return False
         callback, result, error = resolved
         self._call(callback, result, error)
@@ -113,7 +118,7 @@ class Link:
             frame = inbox.popleft()
             self._inbox_bytes -= len(frame)
             try:
-                msg = framing.decode(frame)
+                msg = self._decode(frame)
             except framing.ProtocolError as e:
                 logging.warning("router: %s sent bad data: %s",
                                 self.transport.describe(), e)
@@ -125,6 +130,12 @@ class Link:
                 self.transport.pause_reading(False)
             self._pump()
             self._arm_timeout()
+
+    def _decode(self, frame):
+        decoded, self._decoded = self._decoded, None
+        if decoded is not None and decoded[0] is frame:
+            return decoded[1]
+        return framing.decode(frame)
 
     def _dispatch(self, msg):
         if 'id' in msg:

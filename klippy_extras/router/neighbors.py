@@ -10,7 +10,7 @@
 #
 # This file may be distributed under the terms of the GNU GPLv3 license.
 import logging
-from . import rpc, trust
+from . import framing, rpc, trust
 from .peer import PeerError
 
 ENDPOINT = 'router/mesh'
@@ -110,7 +110,11 @@ class Neighbors:
     def send(self, name, msg, limit=None):
         """Sends msg to a neighbor; on_failed(name, msg, why) if the link
         lost it (a refusal by the neighbor is logged only; a neighbor that
-        does not keep up misses what is over limit)."""
+        does not keep up misses what is over limit). msg may be a
+        framing.Encoded message: one sent to several is encoded once."""
+        params = msg
+        if isinstance(msg, framing.Encoded):
+            msg = msg.value
         if self._behind(name, limit):
             return
         peer = self._dialed(name)
@@ -123,27 +127,36 @@ class Neighbors:
                 elif error is not None:
                     logging.info("router: '%s' did not take a mesh message:"
                                  " %s", name, error)
+            # A reply (a result or the neighbor's error) only counts and
+            # logs, so the link may take it in its fd callback (see
+            # Link.take_now); a lost or late one never comes that way.
+            on_reply.inline_safe = True
             try:
-                peer.request(ENDPOINT, msg, on_reply, HOP_TIMEOUT)
+                peer.request(ENDPOINT, params, on_reply, HOP_TIMEOUT)
                 self._unanswered[name] = self._unanswered.get(name, 0) + 1
             except PeerError as e:
                 logging.info("router: mesh message to '%s' not sent: %s",
                              name, e)
             return
         if self._inbound_open(name) and len(self._pending) < MAX_PENDING:
-            self._ack_seq += 1
-            self._pending[self._ack_seq] = (
-                self.reactor.monotonic() + HOP_TIMEOUT, name, msg)
-            self._unanswered[name] = self._unanswered.get(name, 0) + 1
-            try:
-                self.webhooks.call_remote_method(link_method(name), msg=msg,
-                                                 ack=self._ack_seq)
-            except self.router.printer.command_error as e:
-                self._pending.pop(self._ack_seq, None)
-                self._unanswered[name] -= 1
-                self.on_failed(name, msg, e)
+            self._push(name, msg)
             return
         self.on_failed(name, msg, "no link")
+
+    def _push(self, name, msg):
+        """To a neighbor that dialed this instance: a remote-method call,
+        acknowledged with router/mesh/ack."""
+        self._ack_seq += 1
+        self._pending[self._ack_seq] = (
+            self.reactor.monotonic() + HOP_TIMEOUT, name, msg)
+        self._unanswered[name] = self._unanswered.get(name, 0) + 1
+        try:
+            self.webhooks.call_remote_method(link_method(name), msg=msg,
+                                             ack=self._ack_seq)
+        except self.router.printer.command_error as e:
+            self._pending.pop(self._ack_seq, None)
+            self._unanswered[name] -= 1
+            self.on_failed(name, msg, e)
 
     # Receiving
     def _caller(self, web_request):

@@ -7,7 +7,7 @@
 #
 # This file may be distributed under the terms of the GNU GPLv3 license.
 import logging, random, time
-from . import events, gcode_text, mesh
+from . import events, framing, gcode_text, mesh
 from .neighbors import BACKLOG, Neighbors
 from .transport import drop_timer
 
@@ -60,8 +60,9 @@ class MeshRelay:
             self._flood_card(self.view.own, None)
         if new:
             cards = [mesh.card_to_wire(c) for c in self.view.all_cards()]
+            msg = framing.Encoded({'kind': 'cards', 'cards': cards})
             for name in sorted(new):
-                self._send(name, {'kind': 'cards', 'cards': cards}, True)
+                self._send(name, msg, True)
         if changed or new:
             self.on_view_changed()
 
@@ -88,13 +89,15 @@ class MeshRelay:
         key = (msg['origin'], msg['id'], msg['to'])
         if not self.retried.first_time(key):
             return
+        wire = framing.Encoded(msg)   # the same for each: encoded once
         for n in sorted(self.neighbors() - set(exclude)):
-            self._send(n, msg)
+            self._send(n, wire)
 
     def _flood_card(self, card, sender):
         # The card's own instance sent it to its neighbors itself
         skip = {sender, card.name} | (card.neighbors if sender else set())
-        msg = {'kind': 'cards', 'cards': [mesh.card_to_wire(card)]}
+        msg = framing.Encoded({'kind': 'cards',
+                               'cards': [mesh.card_to_wire(card)]})
         for n in sorted(self.neighbors() - skip):
             self._send(n, msg, own=sender is None)
 
@@ -114,6 +117,7 @@ class MeshRelay:
                                             self.router.name)
         out = dict(msg, skip=new_skip, hops=msg.get('hops', 0) + 1)
         out.pop('to', None)
+        out = framing.Encoded(out)    # the same for each: encoded once
         for name in targets:
             self._send(name, out, own)
 

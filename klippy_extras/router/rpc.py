@@ -68,8 +68,7 @@ class RequestTracker:
                           % (len(self._waiting),))
         req_id = self._next_id
         try:
-            frame = framing.encode({'id': req_id, 'method': method,
-                                    'params': params})
+            frame = framing.encode_request(req_id, method, params)
         except (TypeError, ValueError) as e:
             raise Refused("cannot encode message: %s" % (e,))
         self._check_budget(buffered, len(frame))

@@ -5,6 +5,7 @@
 # This file may be distributed under the terms of the GNU GPLv3 license.
 import collections, logging
 from .gcode_text import clean_text
+from .transport import drop_timer
 
 MAX_QUEUED_JOBS = 1000
 SLICE = .002          # s of work before the drain yields to the reactor
@@ -29,10 +30,14 @@ class LocalRunner:
         self.dropped = 0
         self._reported_drops = 0
         self._last_drop_report = -DROP_REPORT_INTERVAL
+        # One timer for every drain: cheaper than a register_callback (a
+        # timer made and dropped, and a completion) per job
+        self._timer = self.reactor.register_timer(self._drain_event)
 
     def stop(self):
         self._stopped = True
         self._jobs.clear()
+        self._timer = drop_timer(self.reactor, self._timer)
 
     def find_macro(self, name):
         """The gcode_macro object whose command is NAME, or None."""
@@ -76,9 +81,9 @@ class LocalRunner:
                 on_done("this instance's router G-code queue is full")
             return
         self._jobs.append((func, on_done, what))
-        if not self._running:
+        if not self._running and self._timer is not None:
             self._running = True
-            self.reactor.register_callback(self._drain)
+            self.reactor.update_timer(self._timer, self.reactor.NOW)
 
     def _report_drops(self):
         # Rate limited: a flood must not turn into a flood of messages
@@ -90,6 +95,10 @@ class LocalRunner:
         self._reported_drops = self.dropped
         self.report("G-code queue full (%d waiting): %d callback(s) or"
                     " handler(s) dropped" % (MAX_QUEUED_JOBS, count))
+
+    def _drain_event(self, eventtime):
+        self._drain(eventtime)
+        return self.reactor.NEVER
 
     def _drain(self, eventtime):
         reactor = self.reactor
