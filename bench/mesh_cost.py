@@ -18,7 +18,7 @@
 # This file may be distributed under the terms of the GNU GPLv3 license.
 import argparse, os, random, socket, time
 from report import Report
-from event_latency import HANDLER, Listener, fire
+from output_listener import HANDLER, Listener, fire
 from harness import Mesh, Runtime, cpu_seconds as cpu, percentile as pct
 
 ALL = "gcode, query, subscribe, events"
