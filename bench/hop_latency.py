@@ -42,15 +42,17 @@ def rounds(methods, calls, warmup=100):
     return times
 
 
-def client_methods(to_a, to_b):
+def client_methods(to_a, to_b, target='b', floor='floor'):
+    """The command straight to B (floor), to A, and routed by A to B."""
     methods = {}
     for kind, cmd in COMMANDS.items():
         def call(client, script):
             return lambda: client.request('gcode/script', {'script': script})
-        methods['floor ' + kind] = call(to_b, cmd)
+        methods[floor + ' ' + kind] = call(to_b, cmd)
         methods['A local ' + kind] = call(to_a, cmd)
         methods['routed ' + kind] = call(
-            to_a, 'ROUTER_GCODE_SCRIPT TARGET=b WAIT=1 SCRIPT="%s"' % (cmd,))
+            to_a, 'ROUTER_GCODE_SCRIPT TARGET=%s WAIT=1 SCRIPT="%s"'
+            % (target, cmd))
     return methods
 
 

@@ -20,21 +20,8 @@ import argparse, sys
 
 from report import Report
 from harness import ApiClient, Runtime, percentile as pct
-from hop_latency import COMMANDS, NOP, rounds
+from hop_latency import COMMANDS, NOP, client_methods, rounds
 import remote_host
-
-
-def methods_for(to_a, plain):
-    methods = {}
-    for kind, cmd in COMMANDS.items():
-        def call(client, script):
-            return lambda: client.request('gcode/script', {'script': script})
-        methods['plain ws ' + kind] = call(plain, cmd)
-        methods['A local ' + kind] = call(to_a, cmd)
-        methods['routed ' + kind] = call(
-            to_a, 'ROUTER_GCODE_SCRIPT TARGET=afc WAIT=1 SCRIPT="%s"'
-            % (cmd,))
-    return methods
 
 
 def report_added(report, times, calls):
@@ -78,7 +65,8 @@ def main():
         mr = hosts.mr['afc']
         plain = wsclient.BridgeClient(mr.host, mr.port, key=mr.api_key())
         to_a = ApiClient(hosts['main'].sock)
-        times = rounds(methods_for(to_a, plain), args.calls)
+        times = rounds(client_methods(to_a, plain, 'afc', 'plain ws'),
+                       args.calls)
         report_added(report, times, args.calls)
         plain.close()
         to_a.close()

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# The support matrix: the core and trust tests on every Python 3.8 to 3.13
+# The support matrix: the core, trust and remote-link tests (the websocket
+# and TLS parts, and one far host through Moonraker) on every Python 3.8
+# to 3.13
 # found (python3.X on PATH and pyenv's versions), each in a venv of its own
 # under .venv-matrix/ made by scripts/setup-venv.sh; one line per Python
 # and flavor. Logs: .venv-matrix/<row>.log
@@ -17,7 +19,8 @@
 # This file may be distributed under the terms of the GNU GPLv3 license.
 set -eu
 cd "$(dirname "$0")/.."
-TESTS="${MATRIX_TESTS:-tests/test_core.py tests/test_trust.py}"
+TESTS="${MATRIX_TESTS:-tests/test_core.py tests/test_trust.py
+    tests/test_remote_units.py tests/test_remote.py::test_remote_afc_example}"
 OUT=.venv-matrix
 mkdir -p "$OUT"
 
