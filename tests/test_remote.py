@@ -497,6 +497,8 @@ def test_a_slow_name_server_does_not_stall_the_printer(mesh):
         mesh['main'].prefix = ns.prefix
         mesh.start()
         main = mesh['main']
+        wait_until(lambda: main.router_status()['peers']['led']['ready'],
+                   10.)
         main.client.request('lateness_probe/reset', {})
         start = time.monotonic()
         for i in range(20):
