@@ -317,3 +317,21 @@ def test_wrong_path_on_a_real_moonraker_says_so(mesh):
             'afc']['last_error'], 10.)
     finally:
         mr.stop()
+
+
+@needs_wsproto
+def test_a_frame_sent_after_moonrakers_close_fails_as_the_link_does():
+    """Between Moonraker's close and the deferred close, a request must
+    fail like one on a closed link (TransportError, which the link turns
+    into the request's error), never raise anything else into the G-code
+    command that sent it."""
+    from wsproto.events import CloseConnection
+    from router.transport import TransportError
+    client = websocket.WsClient('h:1', '/klippysocket', [], 1000)
+    server = server_side()
+    handshake(client, server)
+    client.receive(server.send(CloseConnection(code=1001)))
+    transport = object.__new__(remote.WebSocketTransport)
+    transport._ws, transport._tls = client, None
+    with pytest.raises(TransportError):
+        transport._encode(b'{"id":1}')

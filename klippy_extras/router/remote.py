@@ -8,8 +8,8 @@
 # This file may be distributed under the terms of the GNU GPLv3 license.
 import collections, errno, logging, os, socket, threading
 from . import framing, tls, websocket
-from .transport import (MAX_FRAME, StreamTransport, describe_os_error,
-                        drop_timer)
+from .transport import (MAX_FRAME, StreamTransport, TransportError,
+                        describe_os_error, drop_timer)
 
 CONNECT_TIMEOUT = 5.    # s for TCP, TLS and the upgrade together
 KEEPALIVE = 2.          # s between our websocket pings
@@ -78,6 +78,25 @@ def numeric_address(host):
     return None
 
 
+def resolve_off_reactor(reactor, host, port, done):
+    """getaddrinfo blocks and has no non-blocking form in the standard
+    library: one short thread looks the name up, and done(addresses, or
+    the error in words) runs on the reactor."""
+    def work():
+        try:
+            infos = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
+            result = [(info[0], info[4]) for info in infos]
+        except Exception as e:
+            result = "cannot resolve %s: %s" % (host, e)
+        try:
+            reactor.register_async_callback(lambda eventtime: done(result))
+        except Exception:
+            pass    # klippy is going away
+    thread = threading.Thread(target=work, name='router-resolve')
+    thread.daemon = True
+    thread.start()
+
+
 def host_header(host, port):
     return ('[%s]:%d' if ':' in host else '%s:%d') % (host, port)
 
@@ -134,31 +153,22 @@ class WebSocketTransport(StreamTransport):
         # sets it (an update_timer() from inside would be overwritten)
         self._retry_at = self.reactor.NEVER
         family = numeric_address(self.remote.host)
-        if family is not None:
-            self._dial([(family, (self.remote.host, self.remote.port))])
-        else:
-            self._resolve()
+        try:
+            if family is not None:
+                self._dial([(family, (self.remote.host, self.remote.port))])
+            else:
+                self._resolve()
+        except Exception as e:
+            # Never out of a timer: that would shut the printer down
+            logging.exception("router: %s: dial", self.describe())
+            self._resolving = False
+            self._retry("cannot dial: %s" % (e,))
         return self._retry_at
 
     def _resolve(self):
-        # getaddrinfo blocks and has no non-blocking form in the standard
-        # library: one short thread per dial hands the answer back
         self._resolving = True
-        host, port, reactor = self.remote.host, self.remote.port, self.reactor
-        def work():
-            try:
-                infos = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
-                result = [(info[0], info[4]) for info in infos]
-            except Exception as e:
-                result = "cannot resolve %s: %s" % (host, e)
-            try:
-                reactor.register_async_callback(
-                    lambda eventtime: self._resolved(result))
-            except Exception:
-                pass    # klippy is going away
-        thread = threading.Thread(target=work, name='router-resolve')
-        thread.daemon = True
-        thread.start()
+        resolve_off_reactor(self.reactor, self.remote.host, self.remote.port,
+                            self._resolved)
 
     def _resolved(self, result):
         self._resolving = False
@@ -295,6 +305,14 @@ class WebSocketTransport(StreamTransport):
 
     # Deadlines and keepalive
     def _tick(self, eventtime):
+        try:
+            return self._check(eventtime)
+        except Exception:
+            logging.exception("router: %s: keepalive", self.describe())
+            self._defer_close("internal error")
+            return self.reactor.NEVER
+
+    def _check(self, eventtime):
         if self.sock is None or self._closing:
             return self.reactor.NEVER
         if self._phase != OPEN:
@@ -321,11 +339,17 @@ class WebSocketTransport(StreamTransport):
 
     # Frames out
     def _encode(self, frame):
-        self._ws.send_message(frame)
-        data = self._ws.take_outgoing()
-        if self._tls is not None:
-            self._tls.write(data)
-            data = self._tls.take_outgoing()
+        """Raises TransportError (the link's request then fails with the
+        connection) when the websocket is closing: Moonraker's close came
+        in and the deferred close has not run yet."""
+        try:
+            self._ws.send_message(frame)
+            data = self._ws.take_outgoing()
+            if self._tls is not None:
+                self._tls.write(data)
+                data = self._tls.take_outgoing()
+        except (websocket.WsError, tls.TlsError) as e:
+            raise TransportError(str(e))
         return data
 
     def _close(self, reason, notify, retry_after=0.):
