@@ -174,10 +174,15 @@ class WebSocketTransport(StreamTransport):
         self._resolving = False
         if self.stopped or self.sock is not None:
             return
-        if isinstance(result, str):
-            self._retry(result)
-        else:
+        if isinstance(result, str) or not result:
+            self._retry(result or "cannot resolve %s: no address"
+                        % (self.remote.host,))
+            return
+        try:
             self._dial(result)
+        except Exception as e:   # a reactor callback: nothing may escape
+            logging.exception("router: %s: dial", self.describe())
+            self._retry("cannot dial: %s" % (e,))
 
     def _retry(self, error, retry_after=0.):
         if error != self.last_error:
