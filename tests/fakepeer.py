@@ -65,11 +65,16 @@ class FakeConn:
         self.error = None
         self._buf = b''
         self._stop = False
+        # The test's thread and this connection's own both send: whole
+        # frames, never interleaved (a reply inside a test's 2 MiB frame
+        # would be a frame the router never got from a real peer)
+        self._send_lock = threading.Lock()
 
     def send(self, data):
         if not isinstance(data, bytes):
             data = frame(data)
-        self.sock.sendall(data)
+        with self._send_lock:
+            self.sock.sendall(data)
 
     def push(self, *msgs):
         self.send(b''.join(frame(m) for m in msgs))
