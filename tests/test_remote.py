@@ -125,6 +125,7 @@ class Hosts:
         for mr in self.mr.values():
             mr.wait_ready()
         self.mesh.wait_links(20.)
+        self.started = time.monotonic()
         return self
 
     def write_key(self, name, key=None):
@@ -276,6 +277,16 @@ def test_bridge_client_without_key_or_with_a_false_name(hosts):
     finally:
         c.close()
     assert hosts['main'].macro_vars('MARK')['value'] != 666
+
+
+def test_links_outlive_moonrakers_ping_timeout(hosts):
+    """Moonraker (tornado 6.5+) pings every 10 s and closes a websocket
+    whose pong does not come within 10 more: links that answer stay up.
+    Runs last on the module's hosts: no link went down since the start."""
+    time.sleep(max(0., 25. - (time.monotonic() - hosts.started)))
+    assert hooks(hosts['main']) == (2, 0)
+    assert hooks(hosts['afc']) == (1, 0)
+    assert both_ready(hosts)
 
 
 # Failures of the path between the hosts, and of the far side
