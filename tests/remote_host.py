@@ -41,10 +41,41 @@ def loss_available():
     return shutil.which('nft') is not None
 
 
+def _namespaces():
+    out = _run('ip', 'netns', 'list', check=False).stdout.decode()
+    return [line.split()[0] for line in out.splitlines() if line.split()]
+
+
+def clean_stale():
+    """Removes the namespaces (and their cables) of test processes that
+    are gone: one killed mid-test leaves them in the kernel."""
+    for name in _namespaces():
+        m = re.match(r'kr(\d+)_(\d+)$', name)
+        if m is None or os.path.exists('/proc/%s' % (m.group(1),)):
+            continue
+        _run('ip', 'link', 'del', 'krh' + m.group(2), check=False)
+        _run('ip', 'netns', 'del', name, check=False)
+        shutil.rmtree(os.path.join('/etc/netns', name), ignore_errors=True)
+
+
+def _free_number():
+    """A number whose cable, namespace and /24 no one uses."""
+    taken = {int(m.group(1)) for m in (re.match(r'kr\d+_(\d+)$', n)
+                                       for n in _namespaces()) if m}
+    start = (os.getpid() * 7 + next(_numbers)) % 250
+    for i in range(250):
+        n = (start + i) % 250 + 1
+        if n not in taken and not os.path.exists('/sys/class/net/krh%d'
+                                                 % (n,)):
+            return n
+    raise RuntimeError("no free test network number")
+
+
 class Netns:
     """Host side HOST_IP, namespace side IP, a /24 of their own."""
     def __init__(self):
-        n = (os.getpid() * 7 + next(_numbers)) % 250 + 1
+        clean_stale()
+        n = _free_number()
         self.name = 'kr%d_%d' % (os.getpid(), n)
         self.host_if, self.ns_if = 'krh%d' % (n,), 'krn%d' % (n,)
         self.host_ip, self.ip = '10.213.%d.1' % (n,), '10.213.%d.2' % (n,)
