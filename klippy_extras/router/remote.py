@@ -185,12 +185,10 @@ class WebSocketTransport(StreamTransport):
             self._retry("cannot dial: %s" % (e,))
 
     def _retry(self, error, retry_after=0.):
-        if error != self.last_error:
-            logging.info("router: %s: %s", self.describe(), error)
-        self.last_error = error
+        self._dial_failed(error)
         if not self.stopped and self._connect_timer is not None:
-            delay = max(retry_after, self.backoff.next_delay())
-            self._retry_at = self.reactor.monotonic() + delay
+            self._retry_at = (self.reactor.monotonic()
+                              + self._retry_delay(retry_after))
             self.reactor.update_timer(self._connect_timer, self._retry_at)
 
     def _dial(self, addresses):
@@ -223,15 +221,11 @@ class WebSocketTransport(StreamTransport):
         else:
             StreamTransport._read_event(self, eventtime)
 
-    def _write_event(self, eventtime):
-        if self._phase != TCP or self._closing or self.sock is None:
-            StreamTransport._write_event(self, eventtime)
-            return
-        try:
-            self._tcp_connected()
-        except Exception:
-            logging.exception("router: %s: connect", self.describe())
-            self._defer_close("internal error while connecting")
+    def _writable(self):
+        if self._phase == TCP:
+            self._tcp_connected()    # the connect completed, or failed
+        else:
+            self._flush()
 
     def _tcp_connected(self):
         err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)

@@ -149,9 +149,20 @@ class StreamTransport:
         if notify and was_up:
             self.owner.transport_down(reason)
         if not self.stopped and self._connect_timer is not None:
-            delay = max(retry_after, self.backoff.next_delay())
-            self.reactor.update_timer(self._connect_timer,
-                                      self.reactor.monotonic() + delay)
+            self.reactor.update_timer(
+                self._connect_timer,
+                self.reactor.monotonic() + self._retry_delay(retry_after))
+
+    def _retry_delay(self, retry_after=0.):
+        """Seconds to the next dial: the backoff's, at least retry_after."""
+        return max(retry_after, self.backoff.next_delay())
+
+    def _dial_failed(self, error):
+        """A dial failed before a connection existed: logged when the
+        error changes (not once per attempt)."""
+        if error != self.last_error:
+            logging.info("router: %s: %s", self.describe(), error)
+        self.last_error = error
 
     def _defer_close(self, reason, retry_after=0.):
         if self._closing or self.sock is None:
@@ -228,10 +239,13 @@ class StreamTransport:
         if self._closing or self.sock is None:
             return
         try:
-            self._flush()
+            self._writable()
         except Exception:
             logging.exception("router: write error on %s", self.describe())
             self._defer_close("internal write error")
+
+    def _writable(self):
+        self._flush()
 
     def _flush(self):
         try:
@@ -295,15 +309,12 @@ class UnixTransport(StreamTransport):
         except (OSError, ValueError) as e:
             if sock is not None:
                 sock.close()
-            error = (describe_os_error(e) if isinstance(e, OSError)
-                     else str(e))
-            if error != self.last_error:
-                logging.info("router: %s: %s", self.path, error)
-                self.last_error = error
+            self._dial_failed(describe_os_error(e) if isinstance(e, OSError)
+                              else str(e))
             if isinstance(e, OSError) and e.errno in (errno.EAGAIN,
                                                       errno.EWOULDBLOCK):
                 return eventtime + self.backoff.busy_delay()
-            return eventtime + self.backoff.next_delay()
+            return eventtime + self._retry_delay()
         self._attach(sock)
         self._opened()
         return self.reactor.NEVER
