@@ -163,6 +163,36 @@ def test_keepalive_rtt_unresponsive_and_back():
     assert d.answer('info', READY_INFO) == [ReadyChanged(True, 'ready')]
 
 
+def test_keepalive_reply_is_taken_inline_only_when_it_changes_nothing():
+    # Link.take_now runs an inline_safe callback inside the fd callback,
+    # where nothing may run that could close a link: the reply of a
+    # keepalive to a peer that answers and knows this instance only
+    # notes the round trip
+    d = Driver()
+    d.handshake()
+    d.take(d.s.tick()[0])
+    ping = d.pending('info')[0]
+    assert ping.on_reply.inline_safe
+    assert ping.on_reply(READY_INFO, None) == []
+    d.sends.remove(ping)
+    # After a timeout its reply makes the link ready again: not inline
+    d.take(d.s.tick()[0])
+    d.answer('info', error=rpc.Error('timed out', rpc.TIMEOUT))
+    d.take(d.s.tick()[0])
+    assert not d.pending('info')[0].on_reply.inline_safe
+    # A peer that did not know this instance is asked again (router/info):
+    # what it answers may change the links, so not inline either
+    d = Driver()
+    d.take(d.s.connected())
+    d.answer('info', READY_INFO)
+    d.answer('router/info', {'name': 'led', 'version': '0.2.0',
+                             'allow': [], 'known': False})
+    d.answer('objects/subscribe', {'status': {'webhooks': dict(WEBHOOKS)}})
+    d.take(d.s.tick()[0])
+    relearn = d.pending('router/info')
+    assert relearn and not relearn[0].on_reply.inline_safe
+
+
 def test_keepalive_that_could_not_be_sent_is_tried_again():
     d = Driver()
     d.handshake()

@@ -6,7 +6,7 @@
 import json
 import pytest
 
-from router import backoff, framing, gcode_text, rpc
+from router import backoff, framing, gcode_text, pace, rpc
 
 
 def test_encode_is_compact_and_refuses_nan():
@@ -207,3 +207,15 @@ def test_decoder_refuses_deep_nesting_it_would_not_encode_again():
     (b'[[]', 33), (b'[]]', 33)])
 def test_depth_is_read_from_the_bytes(text, level):
     assert framing.depth(text) == level
+
+
+def test_periodic_work_of_every_link_and_instance_shares_its_moments():
+    # Two links (or two instances) that set the same pace at different
+    # moments wake together, always strictly later, never a whole
+    # interval late
+    for start in (0., 3.99, 4., 4.01, 12345.678):
+        due = pace.next_due(start, 2.)
+        assert start < due <= start + 2.
+        assert due % 2. == 0.
+    assert pace.next_due(4.01, 2.) == pace.next_due(5.9, 2.) == 6.
+    assert pace.next_due(1.3, .25) == 1.5

@@ -12,6 +12,7 @@
 import glob, logging, os, stat
 from . import gcode_text
 from .link import Link, LinkError
+from .pace import next_due
 from .transport import UnixTransport, drop_timer
 
 INTERVAL = 2.         # s between scans (an instance that dials this one
@@ -86,7 +87,7 @@ class Discovery:
             if key is None or (left is not None and left[0] == key):
                 continue
             self._probes[path] = Probe(self, path, key)
-        return eventtime + INTERVAL
+        return next_due(eventtime, INTERVAL)
 
     def probed(self, probe, info, why):
         """A probe's outcome: the peer's router/info, or why not."""

@@ -9,6 +9,7 @@ from . import rpc, session
 from .gcode_text import command_line
 from .backoff import Backoff
 from .link import Link, LinkError
+from .pace import next_due
 from .subscriptions import callback_params
 from .remote import WebSocketTransport
 from .transport import UnixTransport, drop_timer
@@ -132,7 +133,7 @@ class Peer:
         actions, interval = self.session.tick()
         self._run(actions)
         return self.reactor.NEVER if interval is None else (
-            eventtime + interval)
+            next_due(eventtime, interval))
 
     # Carrying out the session's actions
     def _run(self, actions):
@@ -142,6 +143,7 @@ class Peer:
     def _send(self, send):
         def on_reply(result, error):
             self._run(send.on_reply(result, error))
+        on_reply.inline_safe = getattr(send.on_reply, 'inline_safe', False)
         try:
             self.link.request(send.method, send.params, on_reply,
                               send.timeout, send.priority)
@@ -156,9 +158,8 @@ class Peer:
     def _healthy(self, healthy):
         self.link.note_healthy()
         if self._ping_timer is not None and not self.is_self:
-            self.reactor.update_timer(
-                self._ping_timer,
-                self.reactor.monotonic() + session.PING_INTERVAL)
+            self.reactor.update_timer(self._ping_timer, next_due(
+                self.reactor.monotonic(), session.PING_INTERVAL))
 
     def _serve(self, serve):
         if self.is_self:

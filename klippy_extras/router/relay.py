@@ -9,6 +9,7 @@
 import logging, random, time
 from . import events, framing, gcode_text, mesh
 from .neighbors import BACKLOG, Neighbors
+from .pace import next_due
 from .transport import drop_timer
 
 TICK = .5                # s between checks of inbound links and acks
@@ -32,7 +33,7 @@ class MeshRelay:
 
     def start(self):
         self._timer = self.reactor.register_timer(
-            self._tick, self.reactor.monotonic() + TICK)
+            self._tick, next_due(self.reactor.monotonic(), TICK))
 
     def stop(self):
         self._timer = drop_timer(self.reactor, self._timer)
@@ -69,7 +70,7 @@ class MeshRelay:
     def _tick(self, eventtime):
         self.links.check(eventtime)
         self.refresh()
-        return eventtime + TICK
+        return next_due(eventtime, TICK)
 
     def _send(self, name, msg, own=False):
         # This instance's own events and cards queue like any request;

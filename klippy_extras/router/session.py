@@ -134,6 +134,10 @@ class PeerSession:
             if error.kind == rpc.TIMEOUT:
                 return self._set_responsive(False)
             return []
+        # A reply that changes nothing (the peer was answering and knew
+        # this instance) is taken in the fd callback (Link.take_now):
+        # no reactor pass of its own for the keepalive
+        on_reply.inline_safe = self.responsive and not relearn
         if relearn:
             return [Send('router/info', {'name': self.own_name}, on_reply,
                          PING_TIMEOUT, True)], PING_INTERVAL

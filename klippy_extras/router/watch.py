@@ -17,7 +17,8 @@
 # Copyright (C) 2026  Klipper Router contributors
 #
 # This file may be distributed under the terms of the GNU GPLv3 license.
-import logging, math
+import logging
+from .pace import next_due
 from .transport import drop_timer
 
 ENDPOINT = 'router/subscribe'
@@ -28,13 +29,6 @@ ALWAYS = ('webhooks',)    # the Klipper state: every known instance
 STATE_INTERVAL = .25      # a watch of the Klipper state only, as Klipper
 IDLE_INTERVAL = .25       # no G-code running here
 ACTIVE_GRACE = 2.         # s of the fast pace after G-code last ran
-
-
-def next_due(eventtime, interval):
-    """The next multiple of interval: every watch of one pace wakes at the
-    same moments (one reactor wake for all of them, as Klipper's own
-    subscriptions share one timer)."""
-    return (math.floor(eventtime / interval) + 1.) * interval
 
 
 class Watch:
