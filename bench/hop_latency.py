@@ -21,7 +21,8 @@
 import argparse, http.client, random, time, urllib.parse
 
 from report import Report
-from harness import ApiClient, Mesh, Moonraker, Runtime, percentile as pct
+from harness import (ApiClient, Mesh, Moonraker, Runtime, cpu_seconds,
+                     percentile as pct)
 
 NOP = "[gcode_macro NOP]\ngcode:\n"
 
@@ -94,6 +95,30 @@ def report_hops(report, times, calls):
     return hops
 
 
+def cpu_per_call(report, mesh, to_a, to_b, calls):
+    """Where the hop's time goes: the CPU each klippy spends per call,
+    one kind of call after the other (schedstat, both processes)."""
+    kinds = [
+        ('A_local', to_a, 'G4 P0'),
+        ('floor', to_b, 'G4 P0'),
+        # Klipper's parse of the longer line, and the handler, no link
+        ('routed_to_itself', to_a, 'ROUTER_GCODE_SCRIPT TARGET=a WAIT=1'
+         ' SCRIPT="G4 P0"'),
+        # The link, without the waiting command
+        ('routed_wait0', to_a, 'ROUTER_GCODE_SCRIPT TARGET=b WAIT=0'
+         ' SCRIPT="G4 P0"'),
+        ('routed', to_a, 'ROUTER_GCODE_SCRIPT TARGET=b WAIT=1'
+         ' SCRIPT="G4 P0"')]
+    for name, client, script in kinds:
+        before = [cpu_seconds(mesh[n].pid) for n in 'ab']
+        for i in range(calls):
+            client.request('gcode/script', {'script': script})
+        after = [cpu_seconds(mesh[n].pid) for n in 'ab']
+        report.figure('cpu_per_call_' + name,
+                      a_us=(after[0] - before[0]) / calls * 1e6,
+                      b_us=(after[1] - before[1]) / calls * 1e6)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--calls', type=int, default=2000)
@@ -112,6 +137,7 @@ def main():
         to_b = ApiClient(mesh['b'].sock)
         times = rounds(client_methods(to_a, to_b), args.calls)
         hops = report_hops(report, times, args.calls)
+        cpu_per_call(report, mesh, to_a, to_b, args.calls)
         if Moonraker.available():
             mr = Moonraker(mesh['b']).start()
             via = rounds({'moonraker macro': moonraker_method(mr)},
