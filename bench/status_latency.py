@@ -124,6 +124,14 @@ def run(samples, idle):
                            for n in ('main', 'twin')}
         state = main.query({'print_stats': ['state']})['print_stats']
         assert state['state'] == 'printing', "the print ended too soon"
+        # Paused, main is looked at every 10 ms (the twin is not)
+        for node in (main, twin):
+            node.gcode("PAUSE")
+        time.sleep(3.)
+        before = {n: cpu_seconds(mesh[n].pid) for n in ('main', 'twin')}
+        time.sleep(idle / 2.)
+        res['paused_cpu'] = {n: cpu_seconds(mesh[n].pid) - before[n]
+                             for n in ('main', 'twin')}
         seen.stop = True
         floor.close()
         return res
@@ -154,6 +162,10 @@ def main():
                   target_pct=100. * used['main'] / args.idle,
                   twin_pct=100. * used['twin'] / args.idle,
                   watching_pct=watch, per_field_pct=watch / fields)
+    used = res['paused_cpu']
+    watch_paused = 100. * (used['main'] - used['twin']) / (args.idle / 2.)
+    report.figure('watching_cpu_paused', seconds=args.idle / 2.,
+                  fields=fields, watching_pct=watch_paused)
     done = res['progress']
     report.figure('watching_while_printing', main_bytes=done['main'],
                   twin_bytes=done['twin'],

@@ -39,7 +39,8 @@ def states(led):
     return [rec['PRINT_STATS_STATE'] for rec in output_json(led, 'REC')]
 
 
-def test_a_50_ms_pause_is_seen_exactly_once_every_time(mesh):
+def printing(mesh):
+    """main prints, led follows it: (main, led, led's callbacks so far)."""
     main = mesh.add('main', MAIN % (mesh.sock('led'),) + COMMON)
     led = mesh.add('led', LED % (mesh.sock('main'),) + COMMON)
     with open(os.path.join(main.gcodes, 'long.gcode'), 'w') as f:
@@ -48,7 +49,11 @@ def test_a_50_ms_pause_is_seen_exactly_once_every_time(mesh):
     mesh.wait_links()
     main.gcode("SDCARD_PRINT_FILE FILENAME=long.gcode")
     wait_until(lambda: states(led)[-1:] == ['printing'], 5.)
-    base = len(states(led))
+    return main, led, len(states(led))
+
+
+def test_a_50_ms_pause_is_seen_exactly_once_every_time(mesh):
+    main, led, base = printing(mesh)
     for i in range(100):
         main.gcode("PAUSE")
         time.sleep(.05)
@@ -57,6 +62,26 @@ def test_a_50_ms_pause_is_seen_exactly_once_every_time(mesh):
     assert main.query({'print_stats': ['state']})['print_stats'][
         'state'] == 'printing', "the print ended during the test"
     want = ['paused', 'printing'] * 100
+    wait_until(lambda: len(states(led)) >= base + len(want), 5.)
+    time.sleep(.3)
+    assert states(led)[base:] == want
+    main.gcode("CANCEL_PRINT")
+    wait_until(lambda: states(led)[-1:] == ['cancelled'], 5.)
+
+
+def test_a_short_run_between_long_pauses_is_seen(mesh):
+    # A paused print holds no G-code: the router still looks at the fast
+    # pace, so a RESUME that another pause follows at once (a filament
+    # sensor that triggers again) is seen, not only the pauses
+    main, led, base = printing(mesh)
+    main.gcode("PAUSE")
+    for i in range(3):
+        # Longer than the fast pace lasts after G-code ran (2 s)
+        time.sleep(2.5)
+        main.gcode("RESUME")
+        time.sleep(.05)
+        main.gcode("PAUSE")
+    want = ['paused'] + ['printing', 'paused'] * 3
     wait_until(lambda: len(states(led)) >= base + len(want), 5.)
     time.sleep(.3)
     assert states(led)[base:] == want

@@ -115,8 +115,7 @@ class PeerSession:
         if self._ping_sent is not None:
             return [], PING_INTERVAL
         self._ping_sent = sent = self.clock()
-        # A peer that did not know this instance may have learnt of it
-        # since (discovery): its router/info is the ping then.
+        # Not known there yet (discovery may add it): ask router/info
         relearn = self.has_module and not self.remote_known
         def on_reply(result, error):
             if self._ping_sent != sent:
@@ -134,14 +133,12 @@ class PeerSession:
             if error.kind == rpc.TIMEOUT:
                 return self._set_responsive(False)
             return []
-        # A reply that changes nothing (the peer was answering and knew
-        # this instance) is taken in the fd callback (Link.take_now):
-        # no reactor pass of its own for the keepalive
-        on_reply.inline_safe = self.responsive and not relearn
-        if relearn:
-            return [Send('router/info', {'name': self.own_name}, on_reply,
-                         PING_TIMEOUT, True)], PING_INTERVAL
-        return [Send('info', {}, on_reply, PING_TIMEOUT, True)], PING_INTERVAL
+        # A reply that changes nothing is taken in the fd callback
+        on_reply.inline_safe = self.responsive and not relearn  # take_now
+        method, params = (('router/info', {'name': self.own_name})
+                          if relearn else ('info', {}))
+        return [Send(method, params, on_reply, PING_TIMEOUT, True)
+                ], PING_INTERVAL
 
     def subscriptions_changed(self):
         """A subscription was added or removed: resend the merged one."""
