@@ -36,6 +36,33 @@ def pin(pid, cpu):
                    check=True, stdout=subprocess.DEVNULL)
 
 
+def stolen(core):
+    """Seconds the hypervisor did not run this virtual CPU (the steal
+    column of /proc/stat)."""
+    with open('/proc/stat') as f:
+        for line in f:
+            fields = line.split()
+            if fields[0] == 'cpu%d' % (core,) and len(fields) > 8:
+                return int(fields[8]) / float(os.sysconf('SC_CLK_TCK'))
+    return 0.
+
+
+def trace(report, late):
+    """Each pause of the host's reactor over 10 ms, beside the garbage
+    collections over 5 ms that overlapped it (the probe's trace)."""
+    for due, took, wall, cpu, queued in late.get('pauses', []):
+        during = [c for c in late.get('collections', [])
+                  if c[0] < due + took and c[0] + c[1] > due]
+        report.figure('pause', late_ms=took * 1000, since_last_tick_ms=(
+            wall * 1000), klippy_cpu_ms=cpu * 1000,
+            runnable_waiting_ms=queued * 1000, collections=' '.join(
+                'generation %s %.1f ms' % (c[2], c[1] * 1000)
+                for c in during) or 'none')
+    gcs = late.get('collections', [])
+    report.figure('collections_over_5_ms', count=len(gcs),
+                  longest_ms=max([c[1] for c in gcs] or [0.]) * 1000)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--seconds', type=float, default=60.)
@@ -61,9 +88,11 @@ def main():
         os.sched_setaffinity(0, {1})
         time.sleep(1.)
         main.client.request('lateness_probe/reset', {})
+        steal = stolen(0)
         refused = flood(mesh, PEERS, 'FLOOD_EV\nFLOOD_SC\n' * 10,
                         args.seconds, timeout=60.)
         late = main.query({'lateness_probe': None})['lateness_probe']
+        steal = stolen(0) - steal
         sent = sum(mesh[p].macro_vars('FLOOD_EV')['n'] for p in PEERS)
         acked = sum(mesh[p].macro_vars('FLOOD_SC')['n'] for p in PEERS)
         wait_until(lambda: main.macro_vars('RAN')['n'] >= acked, 30.)
@@ -79,6 +108,8 @@ def main():
                       lateness_p99_ms=late['p99'] * 1000,
                       lateness_max_ms=late['max'] * 1000,
                       timer_samples=late['count'])
+        trace(report, late)
+        report.figure('host_core_stolen_by_the_hypervisor', seconds=steal)
         report.at_most('host lateness p99', late['p99'] * 1000, 5., ' ms')
         report.at_most('host lateness max', late['max'] * 1000, 50., ' ms')
         report.at_most('acknowledged scripts that did not run',

@@ -3,11 +3,19 @@
 # with the endpoint lateness_probe/reset. Installed by the test harness.
 # Also PROBE_MARK SEQ=n: notes when it ran (CLOCK_MONOTONIC_RAW, which
 # every process shares), read back with the endpoint lateness_probe/marks.
+# The trace of long pauses: each sample over PAUSE late, and each garbage
+# collection that took over COLLECTION (gc.callbacks), with when it began,
+# on the reactor's clock, in printer.lateness_probe; with each pause the
+# CPU klippy's main thread used since the tick before it.
 #
 # Copyright (C) 2026  Klipper Router contributors
 #
 # This file may be distributed under the terms of the GNU GPLv3 license.
-import time
+import gc, os, time
+
+PAUSE = .01
+COLLECTION = .005
+TRACE_MAX = 1000
 
 
 class LatenessProbe:
@@ -19,6 +27,15 @@ class LatenessProbe:
         self.waketime = None
         self.timer = self.reactor.register_timer(self._tick)
         self.printer.register_event_handler('klippy:ready', self._start)
+        self.printer.register_event_handler('klippy:disconnect',
+                                            self._disconnect)
+        # [when due, how late, since the last tick, CPU, waiting for a CPU]
+        self.pauses = []
+        self._last = None
+        self._schedstat = None
+        self.collections = []     # [began, seconds, generation]
+        self._gc_began = None
+        gc.callbacks.append(self._collecting)
         webhooks = self.printer.lookup_object('webhooks')
         webhooks.register_endpoint('lateness_probe/reset', self._reset)
         webhooks.register_endpoint('lateness_probe/marks', self._marks)
@@ -31,10 +48,55 @@ class LatenessProbe:
         self.waketime = self.reactor.monotonic() + self.interval
         self.reactor.update_timer(self.timer, self.waketime)
 
+    def _sched(self):
+        """CPU seconds of klippy's main thread, and seconds it waited,
+        runnable, for a CPU (schedstat), or None there."""
+        if self._schedstat is None:
+            try:
+                self._schedstat = os.open('/proc/thread-self/schedstat',
+                                          os.O_RDONLY)
+            except OSError:
+                self._schedstat = -1
+        if self._schedstat >= 0:
+            try:
+                run, wait = os.pread(self._schedstat, 200, 0).split()[:2]
+                return int(run) / 1e9, int(wait) / 1e9
+            except (OSError, ValueError):
+                pass
+        return time.thread_time(), 0.
+
+    def _disconnect(self):
+        if self._schedstat is not None and self._schedstat >= 0:
+            os.close(self._schedstat)
+            self._schedstat = None
+        if self._collecting in gc.callbacks:
+            gc.callbacks.remove(self._collecting)
+
+    def _collecting(self, phase, info):
+        now = self.reactor.monotonic()
+        if phase == 'start':
+            self._gc_began = now
+        elif self._gc_began is not None:
+            took = now - self._gc_began
+            if took > COLLECTION and len(self.collections) < TRACE_MAX:
+                self.collections.append(
+                    [self._gc_began, took, info.get('generation')])
+            self._gc_began = None
+
     def _tick(self, eventtime):
         now = self.reactor.monotonic()
+        # CPU of klippy's main thread since the last tick: near the
+        # wall time when klippy was busy, far below it when it was not
+        # running (another process, the kernel, the hypervisor)
+        cpu, queued = self._sched()
+        late = now - self.waketime
         if len(self.samples) < 200000:
-            self.samples.append(now - self.waketime)
+            self.samples.append(late)
+        if (late > PAUSE and self._last is not None
+                and len(self.pauses) < TRACE_MAX):
+            self.pauses.append([self.waketime, late, now - self._last[0],
+                                cpu - self._last[1], queued - self._last[2]])
+        self._last = (now, cpu, queued)
         self.waketime = now + self.interval
         return self.waketime
 
@@ -48,14 +110,18 @@ class LatenessProbe:
 
     def _reset(self, web_request):
         self.samples = []
+        self.pauses = []
+        self.collections = []
         web_request.send({})
 
     def get_status(self, eventtime):
         s = sorted(self.samples)
+        trace = {'pauses': [list(p) for p in self.pauses],
+                 'collections': [list(c) for c in self.collections]}
         if not s:
-            return {'count': 0, 'p50': 0., 'p99': 0., 'max': 0.}
-        return {'count': len(s), 'p50': s[len(s) // 2],
-                'p99': s[min(len(s) - 1, int(len(s) * .99))], 'max': s[-1]}
+            return dict(trace, count=0, p50=0., p99=0., max=0.)
+        return dict(trace, count=len(s), p50=s[len(s) // 2],
+                    p99=s[min(len(s) - 1, int(len(s) * .99))], max=s[-1])
 
 
 def load_config(config):
