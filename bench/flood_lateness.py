@@ -17,12 +17,15 @@ from test_stress import FLOOD_PEER, HOST_MACROS
 
 # The flood test's host (lateness probe, COUNT run by each 'flood' event),
 # and what counts the scripts run
-HOST = HOST_MACROS + r"""
+# The main thread's stack is sampled when the probe's timer is 15 ms late
+HOST = HOST_MACROS.replace("[lateness_probe]\n",
+                           "[lateness_probe]\nstall_trace: 0.015\n") + r"""
 [gcode_macro RAN]
 variable_n: 0
 gcode:
   SET_GCODE_VARIABLE MACRO=RAN VARIABLE=n VALUE={printer["gcode_macro RAN"].n + 1}
 """
+assert 'stall_trace' in HOST
 # The flood test's peers, with each script acknowledged (WAIT=1) and
 # counted where it runs
 PEER = FLOOD_PEER.replace("TARGET=main SCRIPT=NOP",
@@ -53,11 +56,14 @@ def trace(report, late):
     for due, took, wall, cpu, queued in late.get('pauses', []):
         during = [c for c in late.get('collections', [])
                   if c[0] < due + took and c[0] + c[1] > due]
+        stacks = [t[1] for t in late.get('stalls', [])
+                  if due - .001 <= t[0] <= due + .001]
         report.figure('pause', late_ms=took * 1000, since_last_tick_ms=(
             wall * 1000), klippy_cpu_ms=cpu * 1000,
             runnable_waiting_ms=queued * 1000, collections=' '.join(
                 'generation %s %.1f ms' % (c[2], c[1] * 1000)
-                for c in during) or 'none')
+                for c in during) or 'none',
+            stack=stacks[0] if stacks else 'not sampled')
     gcs = late.get('collections', [])
     report.figure('collections_over_5_ms', count=len(gcs),
                   longest_ms=max([c[1] for c in gcs] or [0.]) * 1000)

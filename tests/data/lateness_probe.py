@@ -6,12 +6,14 @@
 # The trace of long pauses: each sample over PAUSE late, and each garbage
 # collection that took over COLLECTION (gc.callbacks), with when it began,
 # on the reactor's clock, in printer.lateness_probe; with each pause the
-# CPU klippy's main thread used since the tick before it.
+# CPU klippy's main thread used since the tick before it. With
+# stall_trace: <seconds>, a thread samples the main thread's stack when
+# the timer is that late (the call that holds the reactor, by name).
 #
 # Copyright (C) 2026  Klipper Router contributors
 #
 # This file may be distributed under the terms of the GNU GPLv3 license.
-import gc, os, time
+import gc, os, sys, threading, time, traceback
 
 PAUSE = .01
 COLLECTION = .005
@@ -34,6 +36,10 @@ class LatenessProbe:
         self._last = None
         self._schedstat = None
         self.collections = []     # [began, seconds, generation]
+        self.stalls = []          # [when, the main thread's stack]
+        self.stall_trace = config.getfloat('stall_trace', 0., minval=0.)
+        self._main = threading.get_ident()
+        self._sampler = None
         self._gc_began = None
         gc.callbacks.append(self._collecting)
         webhooks = self.printer.lookup_object('webhooks')
@@ -47,6 +53,27 @@ class LatenessProbe:
     def _start(self):
         self.waketime = self.reactor.monotonic() + self.interval
         self.reactor.update_timer(self.timer, self.waketime)
+        if self.stall_trace and self._sampler is None:
+            self._sampler = threading.Thread(target=self._sample_stalls,
+                                             daemon=True)
+            self._sampler.start()
+
+    def _sample_stalls(self):
+        # One stack per stall, taken once the timer is stall_trace late
+        sampled_for = None
+        while self._sampler is not None:
+            time.sleep(self.stall_trace / 4.)
+            due = self.waketime
+            if (due is None or due == sampled_for
+                    or self.reactor.monotonic() - due < self.stall_trace):
+                continue
+            sampled_for = due
+            frame = sys._current_frames().get(self._main)
+            if frame is not None and len(self.stalls) < TRACE_MAX:
+                stack = traceback.extract_stack(frame)[-12:]
+                self.stalls.append([due, ' < '.join(
+                    '%s (%s:%d)' % (f.name, os.path.basename(f.filename),
+                                    f.lineno) for f in reversed(stack))])
 
     def _sched(self):
         """CPU seconds of klippy's main thread, and seconds it waited,
@@ -66,6 +93,7 @@ class LatenessProbe:
         return time.thread_time(), 0.
 
     def _disconnect(self):
+        self._sampler = None
         if self._schedstat is not None and self._schedstat >= 0:
             os.close(self._schedstat)
             self._schedstat = None
@@ -112,12 +140,14 @@ class LatenessProbe:
         self.samples = []
         self.pauses = []
         self.collections = []
+        self.stalls = []
         web_request.send({})
 
     def get_status(self, eventtime):
         s = sorted(self.samples)
         trace = {'pauses': [list(p) for p in self.pauses],
-                 'collections': [list(c) for c in self.collections]}
+                 'collections': [list(c) for c in self.collections],
+                 'stalls': [list(t) for t in self.stalls]}
         if not s:
             return dict(trace, count=0, p50=0., p99=0., max=0.)
         return dict(trace, count=len(s), p50=s[len(s) // 2],
