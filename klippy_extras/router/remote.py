@@ -186,10 +186,9 @@ class WebSocketTransport(StreamTransport):
 
     def _retry(self, error, retry_after=0.):
         self._dial_failed(error)
-        if not self.stopped and self._connect_timer is not None:
-            self._retry_at = (self.reactor.monotonic()
-                              + self._retry_delay(retry_after))
-            self.reactor.update_timer(self._connect_timer, self._retry_at)
+        when = self._schedule_dial(retry_after)
+        if when is not None:
+            self._retry_at = when
 
     def _dial(self, addresses):
         family, address = addresses[0]

@@ -148,10 +148,16 @@ class StreamTransport:
         self.last_error = reason
         if notify and was_up:
             self.owner.transport_down(reason)
-        if not self.stopped and self._connect_timer is not None:
-            self.reactor.update_timer(
-                self._connect_timer,
-                self.reactor.monotonic() + self._retry_delay(retry_after))
+        self._schedule_dial(retry_after)
+
+    def _schedule_dial(self, retry_after=0.):
+        """Sets the next dial after the backoff's delay (at least
+        retry_after) and returns when, or None once stopped."""
+        if self.stopped or self._connect_timer is None:
+            return None
+        when = self.reactor.monotonic() + self._retry_delay(retry_after)
+        self.reactor.update_timer(self._connect_timer, when)
+        return when
 
     def _retry_delay(self, retry_after=0.):
         """Seconds to the next dial: the backoff's, at least retry_after."""

@@ -77,7 +77,7 @@ class LatenessProbe:
 
     def _sched(self):
         """CPU seconds of klippy's main thread, and seconds it waited,
-        runnable, for a CPU (schedstat), or None there."""
+        runnable, for a CPU (schedstat; without it, thread_time and 0)."""
         if self._schedstat is None:
             try:
                 self._schedstat = os.open('/proc/thread-self/schedstat',
