@@ -38,6 +38,17 @@ def test_splitter_is_linear_in_the_bytes_fed():
     assert d.feed(b'\x03') == [frame]
 
 
+def test_a_whole_frame_in_one_read_is_cut_like_any_other():
+    d = framing.FrameSplitter(10)
+    assert d.feed(b'{"a":1}\x03') == [b'{"a":1}']
+    assert d.feed(b' \r\n\x03') == []
+    # After a partial frame, the read ends it
+    assert d.feed(b'{"a"') == []
+    assert d.feed(b':2}\x03') == [b'{"a":2}']
+    with pytest.raises(framing.ProtocolError):
+        d.feed(b'x' * 11 + b'\x03')
+
+
 @pytest.mark.parametrize('data', [
     b'not json\x03', b'[1,2]\x03', b'"text"\x03', b'\xff\xfe\x03',
     b'[' * 100000 + b']' * 100000 + b'\x03',
@@ -96,6 +107,20 @@ def test_tracker_resolves_each_request_once():
     for msg in ({'id': 999, 'result': {}}, {'id': '1', 'result': {}},
                 {'id': True, 'result': {}}, {'params': {}}, {'id': None}):
         assert t.resolve(msg) is None
+
+
+def test_tracker_takes_inline_only_replies_whose_callback_allows_it():
+    def safe(result, error):
+        pass
+    safe.inline_safe = True
+    t = rpc.RequestTracker(1 << 20)
+    i1, _ = t.add('x', {}, 'not marked', 10., 0)
+    i2, _ = t.add('x', {}, safe, 10., 0)
+    assert t.resolve({'id': i1, 'result': {}}, only_inline=True) is None
+    assert t.resolve({'id': i2, 'error': 'e'}, only_inline=True)[0] is safe
+    # The refused one is still pending, for the hand-off
+    assert len(t) == 1
+    assert t.resolve({'id': i1, 'result': {}}) == ('not marked', {}, None)
 
 
 def test_tracker_deadlines_and_loss_have_kinds():
@@ -219,3 +244,68 @@ def test_periodic_work_of_every_link_and_instance_shares_its_moments():
         assert due % 2. == 0.
     assert pace.next_due(4.01, 2.) == pace.next_due(5.9, 2.) == 6.
     assert pace.next_due(1.3, .25) == 1.5
+
+
+class TimerReactor:
+    """What Link uses of klippy's reactor: timers and a clock."""
+    NOW, NEVER = 0., 9999999999999999.
+
+    def __init__(self):
+        self.now = 100.
+
+    def monotonic(self):
+        return self.now
+
+    def register_timer(self, callback, waketime=NEVER):
+        return [callback, waketime]
+
+    def update_timer(self, timer, waketime):
+        timer[1] = waketime
+
+    def fire(self, timer):
+        """Runs a timer the way the reactor does when it is due."""
+        self.now = max(self.now, timer[1])
+        timer[1] = timer[0](self.now)
+
+
+class SentFrames:
+    connected, generation, owner = True, 1, None
+
+    def __init__(self):
+        self.frames = []
+
+    def buffered(self):
+        return 0
+
+    def send(self, frame):
+        self.frames.append(json.loads(frame))
+
+
+def test_link_times_requests_out_by_the_earliest_deadline():
+    from router.link import Link
+    reactor, transport = TimerReactor(), SentFrames()
+    link = Link(reactor, transport, listener=None)
+    timer = link._timeout_timer
+    got = []
+    def callback(result, error):
+        got.append(error and error.kind)
+    callback.inline_safe = True
+    for method, timeout in (('a', 5.), ('b', 2.), ('c', 9.)):
+        link.request(method, {}, callback, timeout)
+    ids = {f['method']: f['id'] for f in transport.frames}
+    assert timer[1] == 102.
+    # A reply leaves the timer where it is while others are pending: it
+    # fires early, finds nothing due and sets itself to the next deadline
+    assert link.take_now([b'{"id":%d,"result":{}}' % ids['b']])
+    assert timer[1] == 102.
+    reactor.fire(timer)
+    assert got == [None] and timer[1] == 105.
+    reactor.fire(timer)
+    assert got == [None, rpc.TIMEOUT] and timer[1] == 109.
+    # The last reply: nothing pending, no wake-up left
+    assert link.take_now([b'{"id":%d,"result":{}}' % ids['c']])
+    assert got == [None, rpc.TIMEOUT, None]
+    assert timer[1] == reactor.NEVER
+    # A new request sets it again
+    link.request('d', {}, callback, 1.)
+    assert timer[1] == reactor.now + 1.

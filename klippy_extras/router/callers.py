@@ -78,4 +78,3 @@ class Callers:
         # G-code from a peer's router: gcode/script, with its permission
         self.check(web_request, 'gcode')
         self.router.gcode.run_script(web_request.get_str('script'))
-        web_request.send({})

@@ -69,9 +69,12 @@ class RouterCommands:
         "Run G-code on another instance: TARGET=<peer> SCRIPT=<gcode>"
         " [WAIT=0|1] [TIMEOUT=<s>]")
     def cmd_ROUTER_GCODE_SCRIPT(self, gcmd):
-        is_self = (gcode_text.check_name(gcmd.get('TARGET'))
-                   == self.router.name)
-        peer = None if is_self else self._target(gcmd)
+        # A peer named as configured is one dict lookup, on every hop
+        peer = self.router.peers.get(gcmd.get('TARGET'))
+        is_self = peer is None and (gcode_text.check_name(gcmd.get('TARGET'))
+                                    == self.router.name)
+        if peer is None and not is_self:
+            peer = self._target(gcmd)
         # One command line, sent as it is: no escape in it can become a
         # line break, so text a macro put into SCRIPT is never a second
         # command. Several commands are several ROUTER_GCODE_SCRIPT lines.
@@ -114,8 +117,8 @@ class RouterCommands:
         send(wake)
         # The link times the request out; the margin only guards that.
         result, error = completion.wait(
-            self.reactor.monotonic() + timeout + 1.,
-            (None, rpc.Error("timed out", rpc.TIMEOUT)))
+            self.reactor.monotonic() + timeout + 1., None) or (
+                None, rpc.Error("timed out", rpc.TIMEOUT))
         if error is not None:
             if getattr(error, 'kind', None) == rpc.TIMEOUT:
                 error = "no reply within %.3g s%s" % (timeout, timeout_note)

@@ -32,12 +32,16 @@ class ProtocolError(Exception):
     """The peer sent something that is not Klipper's API protocol."""
 
 
+# allow_nan=False: a bare NaN token is rejected by msgspec-based peers
+# (mainline drops such a request without reply), so it is refused here.
+# One encoder, holding no state between calls: json.dumps with options
+# builds a new one for every message.
+_ENCODER = json.JSONEncoder(separators=(',', ':'), allow_nan=False)
+
+
 def encode(msg):
     """The JSON text of a message (a frame, without its terminator)."""
-    # allow_nan=False: a bare NaN token is rejected by msgspec-based peers
-    # (mainline drops such a request without reply), so refuse it here.
-    return json.dumps(msg, separators=(',', ':'), allow_nan=False).encode(
-        'ascii')
+    return _ENCODER.encode(msg).encode('ascii')
 
 
 class Encoded:
@@ -78,6 +82,11 @@ class FrameSplitter:
     def feed(self, data):
         """Returns the list of complete frames; raises ProtocolError."""
         end = data.find(ETX)
+        if end == len(data) - 1 and not self._partial:
+            # One whole frame, as most reads bring
+            self._check(end)
+            frame = data[:end]
+            return [frame] if frame.strip() else []
         if end < 0:
             self._partial += data
             self._check(len(self._partial))

@@ -32,6 +32,7 @@ class Link:
         self._inbox_scheduled = False
         self._decoded = None   # (frame, msg) take_now() decoded, not took
         self._timeout_timer = reactor.register_timer(self._timeout_event)
+        self._timer_at = reactor.NEVER
         transport.owner = self
 
     @property
@@ -82,17 +83,14 @@ class Link:
             msg = framing.decode(frames[0])
         except framing.ProtocolError:
             return False
-        callback = self._requests.callback_of(msg.get('id'))
-        resolved = None
-        if getattr(callback, 'inline_safe', False):
-            resolved = self._requests.resolve(msg)
+        resolved = self._requests.resolve(msg, only_inline=True)
         if resolved is None:
             # The hand-off dispatches it without decoding it again
             self._decoded = (frames[0], msg)
             return False
         callback, result, error = resolved
         self._call(callback, result, error)
-        self._arm_timeout()
+        self._replies_taken()
         return True
 
     def transport_frames(self, frames):
@@ -129,7 +127,7 @@ class Link:
             if self._inbox_bytes <= MAX_INBOX:
                 self.transport.pause_reading(False)
             self._pump()
-            self._arm_timeout()
+            self._replies_taken()
 
     def _decode(self, frame):
         decoded, self._decoded = self._decoded, None
@@ -179,7 +177,8 @@ class Link:
             raise LinkError(str(e))
         if frame is not None:
             self._write(frame)
-        self._arm_timeout()
+        if deadline < self._timer_at:
+            self._set_timer(deadline)
         return req_id
 
     def _write(self, frame):
@@ -201,14 +200,22 @@ class Link:
     def send_buffer_size(self):
         return self.transport.buffered()
 
-    def _arm_timeout(self):
+    # The timer fires by the earliest deadline. Firing early is harmless
+    # (it finds nothing due and sets itself again), so a request moves it
+    # only nearer and a reply only when nothing is left pending: on a hop,
+    # one reactor call each way.
+    def _set_timer(self, when):
         if self._timeout_timer is not None:
-            self.reactor.update_timer(
-                self._timeout_timer,
-                self._requests.next_deadline(self.reactor.NEVER))
+            self._timer_at = when
+            self.reactor.update_timer(self._timeout_timer, when)
+
+    def _replies_taken(self):
+        if self._timer_at != self.reactor.NEVER and not len(self._requests):
+            self._set_timer(self.reactor.NEVER)
 
     def _timeout_event(self, eventtime):
         for callback, error in self._requests.expire(eventtime):
             self._call(callback, None, error)
         self._pump()
-        return self._requests.next_deadline(self.reactor.NEVER)
+        self._timer_at = self._requests.next_deadline(self.reactor.NEVER)
+        return self._timer_at

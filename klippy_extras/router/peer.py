@@ -222,6 +222,8 @@ class Peer:
 
     def check_ready(self, script=None):
         """Raises PeerError saying why G-code cannot go to the peer now."""
+        if self.session.phase == session.READY:
+            return
         words = (script or '').split()[:1]
         why = session.unavailable(
             self.session, self.link.last_error,
@@ -231,10 +233,10 @@ class Peer:
 
     def run_script(self, script, callback, timeout=None):
         self.check_ready(script)
-        if not self.permits('gcode'):
+        if not self.session.permits('gcode'):
             raise PeerError(self.refusal('gcode'))
         # A peer with the module checks its allow option on router/gcode
-        method = 'router/gcode' if self.has_module else 'gcode/script'
+        method = 'router/gcode' if self.session.has_module else 'gcode/script'
         return self.request(method, {'script': script}, callback, timeout)
 
     def run_line(self, line, what):

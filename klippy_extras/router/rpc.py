@@ -110,23 +110,22 @@ class RequestTracker:
             frames.append(frame)
         return frames, failed
 
-    def resolve(self, msg):
+    def resolve(self, msg, only_inline=False):
         """Returns (callback, result, error) for a reply to a pending
-        request, None for anything else."""
+        request, None for anything else (with only_inline, also for a
+        reply whose callback is not inline_safe: see Link.take_now)."""
         req_id = msg.get('id')
-        if type(req_id) is not int or req_id not in self._pending:
+        entry = self._pending.get(req_id) if type(req_id) is int else None
+        if entry is None or ('result' not in msg and 'error' not in msg):
             return None
-        if 'result' not in msg and 'error' not in msg:
+        callback = entry[0]
+        if only_inline and not getattr(callback, 'inline_safe', False):
             return None
-        callback, deadline = self._pending.pop(req_id)
+        del self._pending[req_id]
         self._in_flight.discard(req_id)
         if 'error' in msg:
             return callback, None, Error(error_text(msg['error']), REMOTE)
         return callback, msg['result'], None
-
-    def callback_of(self, req_id):
-        entry = self._pending.get(req_id) if type(req_id) is int else None
-        return entry[0] if entry is not None else None
 
     def next_deadline(self, default):
         heap = self._deadlines

@@ -254,16 +254,21 @@ class StreamTransport:
         self._flush()
 
     def _flush(self):
-        try:
-            sent = self.sock.send(self._send_buf)
-        except OSError as e:
-            if e.errno not in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR):
-                self._defer_close("write error: %s" % (e,))
-                return
-            sent = 0
+        sent = self._send_some(self._send_buf)
         if sent:
             del self._send_buf[:sent]
-        self._set_wake(writing=bool(self._send_buf))
+        if sent is not None:
+            self._set_wake(writing=bool(self._send_buf))
+
+    def _send_some(self, data):
+        """How much of data the socket took; None if it failed (closing)"""
+        try:
+            return self.sock.send(data)
+        except OSError as e:
+            if e.errno in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR):
+                return 0
+            self._defer_close("write error: %s" % (e,))
+            return None
 
     def _set_wake(self, reading=None, writing=None):
         reading = self._reading if reading is None else reading
@@ -281,9 +286,13 @@ class StreamTransport:
         """Queues one frame (the JSON text of a message)."""
         if not self.connected or self._closing:
             raise TransportError("not connected")
-        self._send_buf += self._encode(frame)
-        if not self._write_wake:
-            self._flush()
+        data = self._encode(frame)
+        # Nothing queued: straight to the socket, as most frames go
+        sent = 0 if self._send_buf or self._write_wake else (
+            self._send_some(data))
+        if sent is not None and sent < len(data):
+            self._send_buf += data[sent:]
+            self._set_wake(writing=True)
 
     # What a kind of stream defines
     def _end_of_stream(self):
