@@ -4,11 +4,19 @@
 #   A local    the same client sends the same command to A
 #   routed     ROUTER_GCODE_SCRIPT TARGET=B WAIT=1 SCRIPT=<command>, sent
 #              to A by the same client
+#   least      LEAST_HOP TARGET=B WAIT=1 SCRIPT=<command>, sent to A: a
+#              test-only module (tests/data/least_hop.py) that does the
+#              least any module can: Klipper parses a line as long, one
+#              request on B's socket to the endpoint the router uses, a
+#              completion. No checks, no timeouts: the floor of a hop.
 #   moonraker  the PyPI moonraker package in front of B, over HTTP
 #              (keep-alive), POST /printer/gcode/script
 # The hop is routed minus A local of the same round (what the router adds
 # to a call A could make itself), against the floor of that round; each
-# for a native command (G4 P0) and for an empty macro (NOP). Moonraker's
+# for a native command (G4 P0) and for an empty macro (NOP). The least
+# module's hop, measured the same way, and the router's time above it
+# (routed minus least, paired by round) say how much of the hop is the
+# router's own code. Moonraker's
 # calls come in rounds of their own after those: interleaved with them,
 # its busy process slowed the floor calls (p50 0.22 -> 0.26 ms here) and
 # so flattered the hop's ratio (1.4x -> 1.2x at p50).
@@ -46,7 +54,7 @@ def rounds(methods, calls, warmup=100):
     return times
 
 
-def client_methods(to_a, to_b, target='b', floor='floor'):
+def client_methods(to_a, to_b, target='b', floor='floor', least=False):
     """The command straight to B (floor), to A, and routed by A to B."""
     methods = {}
     for kind, cmd in COMMANDS.items():
@@ -57,6 +65,10 @@ def client_methods(to_a, to_b, target='b', floor='floor'):
         methods['routed ' + kind] = call(
             to_a, 'ROUTER_GCODE_SCRIPT TARGET=%s WAIT=1 SCRIPT="%s"'
             % (target, cmd))
+        if least:
+            methods['least ' + kind] = call(
+                to_a, 'LEAST_HOP TARGET=%s WAIT=1 SCRIPT="%s"'
+                % (target, cmd))
     return methods
 
 
@@ -92,7 +104,23 @@ def report_hops(report, times, calls):
                        pct(hop, 50) / pct(floor, 50), 1.2, 'x')
         report.at_most('hop / floor at p99, %s command' % (kind,),
                        pct(hop, 99) / pct(floor, 99), 1.5, 'x')
+        if 'least ' + kind in times:
+            report_least(report, times, kind)
     return hops
+
+
+def report_least(report, times, kind):
+    least = [r - l for r, l in zip(times['least ' + kind],
+                                   times['A local ' + kind])]
+    above = [r - l for r, l in zip(times['routed ' + kind],
+                                   times['least ' + kind])]
+    floor = times['floor ' + kind]
+    report.figure('least_hop_' + kind, p50_ms=pct(least, 50) * 1e3,
+                  ratio_p50=pct(least, 50) / pct(floor, 50),
+                  ratio_p99=pct(least, 99) / pct(floor, 99))
+    report.figure('router_above_least_' + kind,
+                  p50_us=pct(above, 50) * 1e6,
+                  of_floor_p50=pct(above, 50) / pct(floor, 50))
 
 
 def cpu_per_call(report, mesh, to_a, to_b, calls):
@@ -126,8 +154,10 @@ def main():
     report = Report("One G-code hop: floor, router, Moonraker, interleaved")
     runtime = Runtime()
     runtime.install_module()
+    runtime.install_test_module('least_hop')
     mesh = Mesh(runtime)
-    mesh.add_router_node('a', ['b'], NOP)
+    mesh.add_router_node('a', ['b'], NOP + "\n[least_hop]\npath: %s\n"
+                         % (mesh.sock('b'),))
     mesh.add_router_node('b', ['a'], NOP)
     mr = None
     try:
@@ -135,7 +165,7 @@ def main():
         mesh.wait_links()
         to_a = ApiClient(mesh['a'].sock)
         to_b = ApiClient(mesh['b'].sock)
-        times = rounds(client_methods(to_a, to_b), args.calls)
+        times = rounds(client_methods(to_a, to_b, least=True), args.calls)
         hops = report_hops(report, times, args.calls)
         cpu_per_call(report, mesh, to_a, to_b, args.calls)
         if Moonraker.available():

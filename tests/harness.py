@@ -58,8 +58,12 @@ class Runtime:
 
     def install_probe(self):
         """The test-only [lateness_probe] module, linked like ours."""
-        dest = os.path.join(self.extras_dir(), 'lateness_probe.py')
-        src = os.path.join(HERE, 'data', 'lateness_probe.py')
+        self.install_test_module('lateness_probe')
+
+    def install_test_module(self, name):
+        """A test-only module of tests/data, linked like ours."""
+        dest = os.path.join(self.extras_dir(), name + '.py')
+        src = os.path.join(HERE, 'data', name + '.py')
         if os.path.realpath(dest) != src:
             if os.path.lexists(dest):
                 os.unlink(dest)
