@@ -123,6 +123,15 @@ def test_tracker_takes_inline_only_replies_whose_callback_allows_it():
     assert t.resolve({'id': i1, 'result': {}}) == ('not marked', {}, None)
 
 
+def test_tracker_keeps_no_deadline_of_answered_requests():
+    # One hop after another: what the timer no longer needs is not kept
+    t = rpc.RequestTracker(1 << 20)
+    for i in range(1000):
+        req_id, _ = t.add('x', {}, 'cb', 100. + i, 0)
+        t.resolve({'id': req_id, 'result': {}})
+    assert t._deadlines == []
+
+
 def test_tracker_deadlines_and_loss_have_kinds():
     t = rpc.RequestTracker(1 << 20)
     a, _ = t.add('x', {}, 'a', 5., 0)

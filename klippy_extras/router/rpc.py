@@ -123,6 +123,10 @@ class RequestTracker:
             return None
         del self._pending[req_id]
         self._in_flight.discard(req_id)
+        if not self._pending:
+            # Deadlines of answered requests are dropped lazily: at once
+            # when none is left
+            del self._deadlines[:]
         if 'error' in msg:
             return callback, None, Error(error_text(msg['error']), REMOTE)
         return callback, msg['result'], None
