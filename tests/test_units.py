@@ -124,12 +124,18 @@ def test_tracker_takes_inline_only_replies_whose_callback_allows_it():
 
 
 def test_tracker_keeps_no_deadline_of_answered_requests():
-    # One hop after another: what the timer no longer needs is not kept
+    # One hop after another, or a stream of them with four in flight:
+    # what the timer no longer needs is not kept
     t = rpc.RequestTracker(1 << 20)
     for i in range(1000):
         req_id, _ = t.add('x', {}, 'cb', 100. + i, 0)
         t.resolve({'id': req_id, 'result': {}})
     assert t._deadlines == []
+    sent = [t.add('x', {}, 'cb', 100. + i, 0)[0] for i in range(4)]
+    for i in range(4, 1000):
+        t.resolve({'id': sent.pop(0), 'result': {}})
+        sent.append(t.add('x', {}, 'cb', 100. + i, 0)[0])
+        assert len(t._deadlines) <= 4
 
 
 def test_tracker_deadlines_and_loss_have_kinds():

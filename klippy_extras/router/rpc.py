@@ -123,19 +123,22 @@ class RequestTracker:
             return None
         del self._pending[req_id]
         self._in_flight.discard(req_id)
-        if not self._pending:
-            # Deadlines of answered requests are dropped lazily: at once
-            # when none is left
-            del self._deadlines[:]
+        self._drop_answered()
         if 'error' in msg:
             return callback, None, Error(error_text(msg['error']), REMOTE)
         return callback, msg['result'], None
 
     def next_deadline(self, default):
+        self._drop_answered()
+        heap = self._deadlines
+        return heap[0][0] if heap else default
+
+    def _drop_answered(self):
+        # Deadlines leave the heap from its top, once answered: replies
+        # mostly come oldest first, so it holds about what is pending
         heap = self._deadlines
         while heap and heap[0][1] not in self._pending:
             heapq.heappop(heap)
-        return heap[0][0] if heap else default
 
     def expire(self, now):
         """Pops requests whose deadline passed: [(callback, error)]."""
