@@ -308,7 +308,8 @@ def test_hung_peer_times_out_and_host_keeps_running(mesh):
             time.sleep(.1)
         t.join(10)
         assert 'no reply within 2 s' in result['error'], result
-        assert 1.9 < result['took'] < 4.
+        # The link's timer, not the command's own margin (1 s later)
+        assert 1.9 < result['took'] < 2.8, result
         # Own G-code still runs; WAIT=0 returns at once
         main.gcode("MARK VALUE=3")
         assert main.macro_vars('MARK')['value'] == 3
