@@ -147,18 +147,28 @@ def cpu_per_call(report, mesh, to_a, to_b, calls):
                       b_us=(after[1] - before[1]) / calls * 1e6)
 
 
+def hop_mesh(*test_modules):
+    """Instances a and b with the router, each listing the other; a also
+    with the least module (pointed at b) and the named test modules."""
+    runtime = Runtime()
+    runtime.install_module()
+    extra = ''
+    for name in ('least_hop',) + test_modules:
+        runtime.install_test_module(name)
+        extra += "\n[%s]\n" % (name,)
+    mesh = Mesh(runtime)
+    mesh.add_router_node('a', ['b'], NOP + extra.replace(
+        "[least_hop]\n", "[least_hop]\npath: %s\n" % (mesh.sock('b'),)))
+    mesh.add_router_node('b', ['a'], NOP)
+    return mesh
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--calls', type=int, default=2000)
     args = ap.parse_args()
     report = Report("One G-code hop: floor, router, Moonraker, interleaved")
-    runtime = Runtime()
-    runtime.install_module()
-    runtime.install_test_module('least_hop')
-    mesh = Mesh(runtime)
-    mesh.add_router_node('a', ['b'], NOP + "\n[least_hop]\npath: %s\n"
-                         % (mesh.sock('b'),))
-    mesh.add_router_node('b', ['a'], NOP)
+    mesh = hop_mesh()
     mr = None
     try:
         mesh.start()
