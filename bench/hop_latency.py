@@ -152,13 +152,12 @@ def hop_mesh(*test_modules):
     with the least module (pointed at b) and the named test modules."""
     runtime = Runtime()
     runtime.install_module()
-    extra = ''
     for name in ('least_hop',) + test_modules:
         runtime.install_test_module(name)
-        extra += "\n[%s]\n" % (name,)
     mesh = Mesh(runtime)
-    mesh.add_router_node('a', ['b'], NOP + extra.replace(
-        "[least_hop]\n", "[least_hop]\npath: %s\n" % (mesh.sock('b'),)))
+    mesh.add_router_node('a', ['b'], NOP + "\n[least_hop]\npath: %s\n"
+                         % (mesh.sock('b'),) + ''.join(
+                             "\n[%s]\n" % (n,) for n in test_modules))
     mesh.add_router_node('b', ['a'], NOP)
     return mesh
 

@@ -69,12 +69,12 @@ class RouterCommands:
         "Run G-code on another instance: TARGET=<peer> SCRIPT=<gcode>"
         " [WAIT=0|1] [TIMEOUT=<s>]")
     def cmd_ROUTER_GCODE_SCRIPT(self, gcmd):
-        # A peer named as configured is one dict lookup, on every hop
-        peer = self.router.peers.get(gcmd.get('TARGET'))
-        is_self = peer is None and (gcode_text.check_name(gcmd.get('TARGET'))
+        target = gcmd.get('TARGET')
+        peer = self.router.lookup_peer(target)
+        is_self = peer is None and (gcode_text.check_name(target)
                                     == self.router.name)
         if peer is None and not is_self:
-            peer = self._target(gcmd)
+            peer = self._target(gcmd)   # says why
         # One command line, sent as it is: no escape in it can become a
         # line break, so text a macro put into SCRIPT is never a second
         # command. Several commands are several ROUTER_GCODE_SCRIPT lines.

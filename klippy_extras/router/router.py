@@ -151,6 +151,10 @@ class Router:
 
     def lookup_peer(self, name):
         """The Peer for a TARGET value, or None (names are case-free)."""
+        # A name as configured is one dict lookup, on every hop
+        peer = self.peers.get(name)
+        if peer is not None:
+            return peer
         return self.peers.get(gcode_text.check_name(name) or '')
 
     # Lifecycle
