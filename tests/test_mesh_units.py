@@ -1,5 +1,5 @@
-# Unit tests of the mesh's pure logic (router/mesh.py): cards, routes,
-# the election and the relay plan. The behaviour on real klippy processes
+# Unit tests of the mesh's pure logic (router/mesh.py): cards, routes
+# and the relay plan (the election: test_lease_units.py). The behaviour on real klippy processes
 # is in test_mesh.py.
 #
 # Copyright (C) 2026  Klipper Router contributors
@@ -31,7 +31,7 @@ def view_of(own, links, plain=None, serving=None):
 
 
 def test_card_round_trip_and_bad_cards():
-    c = card('led', ['main'], ['/tmp/a.sock'], [])
+    c = card('led', ['main'], ['0123abcd'], [])
     assert mesh.card_from_wire(mesh.card_to_wire(c)) == c
     good = mesh.card_to_wire(c)
     for bad in [None, [], dict(good, name='bad name'), dict(good, seq='1'),
@@ -78,27 +78,20 @@ def test_a_dead_instance_is_unreachable_though_its_last_card_lists_links():
     assert view.known() == {'b', 'c'}
 
 
-def test_one_server_per_socket_the_first_reachable_name():
-    sock = '/run/plain.sock'
-    links = [('m1', 'm2'), ('m2', 'm3')]
-    plain = {'m1': [sock], 'm2': [sock], 'm3': [sock]}
-    for own in ('m1', 'm2', 'm3'):
-        assert view_of(own, links, plain).server_of(sock) == 'm1'
-    # m1 unreachable (its card is stale): m2 is first
-    view = view_of('m3', links, plain)
-    view.accept(card('m2', ['m3'], [sock], seq=9))
-    assert view.server_of(sock) == 'm2'
-    # Nobody connected to it that this one can reach
-    assert view_of('m3', links, {}).server_of(sock) is None
-
-
-def test_others_serving_counts_only_reachable_instances():
-    sock = '/run/plain.sock'
-    links = [('m1', 'm2'), ('m2', 'm3')]
-    view = view_of('m1', links, serving={'m2': [sock], 'm3': [sock]})
-    assert view.others_serving(sock) == ['m2', 'm3']
-    view.accept(card('m2', ['m1'], serving=[sock], seq=9))   # m3 cut off
-    assert view.others_serving(sock) == ['m2']
+def test_an_instances_own_card_beats_a_forged_one_passed_on():
+    """A neighbor passes on a card in m1's name with a later boot time: it
+    counts only while m1 is no neighbor, and m1's own cards replace it."""
+    view = mesh.MeshView('m2', 'default', 1.)
+    real = card('m1', ['m2'], ['k1'], ['k1'], seq=3, boot=5.)
+    assert view.accept(real, direct=True, neighbors={'m1'})
+    forged = card('m1', ['m2'], [], [], seq=1, boot=99.)
+    assert not view.accept(forged, direct=False, neighbors={'m1', 'evil'})
+    assert view.cards['m1'] == real
+    # m1 restarted and sends its new card itself: taken, whatever its boot
+    newer = card('m1', ['m2'], ['k1'], [], seq=1, boot=6.)
+    assert view.accept(newer, direct=True, neighbors={'m1'})
+    # m1 is no neighbor now: what others pass on about it counts again
+    assert view.accept(forged, direct=False, neighbors={'evil'})
 
 
 def test_seen_ids_are_bounded_and_forget_the_oldest():

@@ -15,6 +15,7 @@ METHODS = ('router/gcode/script', 'router/event/subscribe',
            'router/objects/list', 'router/objects/query',
            'router/objects/subscribe')
 PUSH_TEMPLATE = 'call'
+SHOWN_DROPS = 10     # console lines for the calls dropped in one hand-over
 
 
 class BridgeError(Exception):
@@ -93,6 +94,8 @@ def objects_param(params):
 class Bridge:
     def __init__(self, router):
         self.router = router
+        # Decides whether a served peer's call runs here (its lease)
+        self.election = None
         self.reactor = router.reactor
         self.runner = router.runner
         self.handlers = {
@@ -111,6 +114,7 @@ class Bridge:
         """Takes the old bridge's calls of the peer's macros (or of this
         instance's own, on its own link)."""
         peer.serving = True
+        peer.dropped = 0
         register_remote_methods(peer, self.router.own_methods_registered
                                 if peer.is_self else (lambda: None))
 
@@ -139,12 +143,15 @@ class Bridge:
         (this instance's macros), or on a served peer without the module
         (with what its [router NAME] allows). Pushes on any other link
         are not ours to take."""
-        if not (peer.is_self or peer.serving):
-            logging.info("router: ignored remote call from '%s', which this"
-                         " instance does not serve", peer.name)
-            return
         method = msg.get('method')
         params = msg.get('params')
+        if not peer.is_self and not self.election.may_run(peer):
+            if peer.serving:
+                self._drop(peer, method, params)
+            else:
+                logging.info("router: ignored remote call from '%s', which"
+                             " this instance does not serve", peer.name)
+            return
         if method not in self.handlers or not isinstance(params, dict):
             logging.info("router: ignored remote call %.200r", msg)
             return
@@ -160,6 +167,22 @@ class Bridge:
         # Runs from the link's inbox callback, which is sliced: a flood of
         # pushes costs the same per push, however long it is.
         self.call(method, params, who, done)
+
+    def _drop(self, peer, method, params):
+        """A call of a served Klipper that this instance no longer holds
+        the lease for: another may run it, so it never runs here."""
+        peer.dropped += 1
+        logging.info("router: dropped call %d from '%s': %.40r %.300r",
+                     peer.dropped, peer.name, method, params)
+        if not peer.handing_over:
+            self.election.hand_over(peer, "lease lost")
+        if peer.dropped <= SHOWN_DROPS:
+            self.runner.report(
+                "%s from '%s' dropped: this instance does not hold the"
+                " lease to serve it now (another instance serves it, or"
+                " none can be sure to)%s" % (
+                    method, peer.name, "; further drops only in klippy.log"
+                    if peer.dropped == SHOWN_DROPS else ""), peer.name)
 
     def call(self, method, params, who, done):
         """Runs one method for who (a trust.Caller); done(result, error)

@@ -1,7 +1,7 @@
 # The mesh beyond the direct links, without I/O: which instances exist and
-# whom each one has a link with (their cards), events relayed so that each
-# instance runs them once, and which instance serves each Klipper without
-# the module.
+# whom each one has a link with (their cards: also which Klippers without
+# the module each one is connected to and serves, for the list), and
+# events relayed so that each instance runs them once.
 #
 # Every instance floods a small card when its links change. Edges count
 # only when both ends list each other, so a dead instance's last card
@@ -15,7 +15,7 @@ from . import gcode_text
 
 MAX_CARDS = 64          # instances one view keeps
 MAX_LIST = 64           # names or sockets in one card
-MAX_PATH = 4096
+MAX_ID = 64            # a Klipper's id (lease.klipper_id)
 MAX_SEEN = 4096         # event ids remembered for deduplication
 MAX_SKIP = 128
 
@@ -32,10 +32,10 @@ def _names(values, limit=MAX_LIST):
     return frozenset(out)
 
 
-def _paths(values):
+def _ids(values):
     if not isinstance(values, list) or len(values) > MAX_LIST or not all(
-            isinstance(v, str) and 0 < len(v) <= MAX_PATH for v in values):
-        raise ValueError("card sockets are not a short list of paths")
+            isinstance(v, str) and 0 < len(v) <= MAX_ID for v in values):
+        raise ValueError("card Klippers are not a short list of ids")
     return frozenset(values)
 
 
@@ -55,7 +55,7 @@ def card_from_wire(data):
                for v in (boot, seq)):
         raise ValueError("card without a numeric boot and seq")
     return Card(name, mesh, boot, seq, _names(data.get('neighbors')),
-                _paths(data.get('plain')), _paths(data.get('serving')))
+                _ids(data.get('plain')), _ids(data.get('serving')))
 
 
 def card_to_wire(card):
@@ -70,11 +70,8 @@ class MeshView:
         self.own = Card(name, mesh, boot, 0, frozenset(), frozenset(),
                         frozenset())
         self.cards = {}
+        self._direct = set()      # names whose card came from themselves
         self._routes = None       # computed from the cards once per change
-
-    @property
-    def name(self):
-        return self.own.name
 
     def update_own(self, neighbors, plain, serving):
         """True when the card changed (it must then be sent around)."""
@@ -89,14 +86,25 @@ class MeshView:
         self._routes = None
         return True
 
-    def accept(self, card):
-        """Keeps a card newer than the one held; True if it was."""
+    def accept(self, card, direct=False, neighbors=()):
+        """Keeps a card; True if it changed the view. A card an instance
+        sends itself replaces the one held; one passed on by another must
+        be newer, and counts only while the instance is not a neighbor
+        (whose own cards come directly): a neighbor that forges another's
+        card cannot hide that instance's real one."""
         if card.name == self.own.name:
             return False
         old = self.cards.get(card.name)
         if old is None and len(self.cards) >= MAX_CARDS:
             return False
-        if old is not None and (card.boot, card.seq) <= (old.boot, old.seq):
+        if direct:
+            self._direct.add(card.name)
+            if old == card:
+                return False
+        elif card.name in self._direct and card.name in neighbors:
+            return False
+        elif old is not None and (card.boot, card.seq) <= (old.boot,
+                                                           old.seq):
             return False
         self.cards[card.name] = card
         self._routes = None
@@ -137,21 +145,6 @@ class MeshView:
 
     def known(self):
         return set(self.cards)
-
-    # One server per Klipper without the module
-    def server_of(self, socket):
-        """The instance that should serve that socket: the first name
-        among this one and the reachable ones connected to it."""
-        routes = self.routes()
-        names = [c.name for c in self.all_cards()
-                 if socket in c.plain and (
-                     c.name == self.own.name or c.name in routes)]
-        return min(names) if names else None
-
-    def others_serving(self, socket):
-        routes = self.routes()
-        return sorted(c.name for c in self.cards.values()
-                      if socket in c.serving and c.name in routes)
 
 
 class SeenIds:

@@ -5,7 +5,7 @@
 #
 # This file may be distributed under the terms of the GNU GPLv3 license.
 import collections, logging, os
-from . import rpc, session
+from . import lease, rpc, session
 from .gcode_text import command_line
 from .backoff import Backoff
 from .link import Link, LinkError
@@ -70,6 +70,9 @@ class Peer:
         self.known_by = 'configured'        # or 'shared file', 'discovered'
         self.serving = False                # router/* registered on it
         self.wants_serve = False            # a served peer, if elected
+        self.handing_over = False           # serving ends: calls dropped
+        self.kid = None                     # its Klipper's identity
+        self.dropped = 0                    # calls dropped since served
         self.last_failure = ''
         self._status_key = self._status = None
         self._ping_timer = self.reactor.register_timer(self._ping_event)
@@ -110,12 +113,12 @@ class Peer:
 
     # Link listener
     def link_up(self):
-        self.serving = self.wants_serve = False
+        self.serving = self.wants_serve = self.handing_over = False
         self._run(self.session.connected())
 
     def link_down(self, reason):
         was_serving = self.serving or self.wants_serve
-        self.serving = self.wants_serve = False
+        self.serving = self.wants_serve = self.handing_over = False
         self._run(self.session.closed(reason))
         if was_serving:
             self.router.mesh_changed()
@@ -166,13 +169,27 @@ class Peer:
             self.router.bridge.serve(self)
         else:
             # A Klipper without the module: served by one instance of the
-            # mesh (election.py)
+            # mesh (election.py), known by what it says of itself
+            self.kid = lease.klipper_id(self.session.info, self.address)
+            logging.info("router: %s is Klipper %s (%s)", self.name,
+                         self.kid, lease.describe_info(self.session.info,
+                                                       self.address))
             self.wants_serve = True
             self.router.mesh_changed()
 
     def stop_serving(self, why):
+        """Closes the link once the Klipper has answered one more request:
+        every call it pushed before that answer is read (and dropped) here
+        first, so none is lost unreported in the socket."""
         logging.info("router: %s: no longer served here: %s", self.name, why)
-        self.link.close("handing over: %s" % (why,))
+        link = self.link
+        def on_reply(result, error):
+            if self.handing_over and link.connected:
+                link.close("handing over: %s" % (why,))
+        try:
+            link.request('info', {}, on_reply, session.PING_TIMEOUT)
+        except LinkError:
+            link.close("handing over: %s" % (why,))
 
     def _deliver(self, deliver):
         for sub, values in deliver.changes:

@@ -28,8 +28,13 @@ class MeshRelay:
         # Ids another instance cannot guess ahead of time
         self._id_prefix = '%012x' % (random.SystemRandom().getrandbits(48),)
         self._neighbors = frozenset()
-        self.on_view_changed = lambda: None
+        self.election = None
         self._timer = None
+
+    def attach_election(self, election):
+        """The election's lease messages go through here, and it hears
+        of every change of the view."""
+        self.election = election
 
     def start(self):
         self._timer = self.reactor.register_timer(
@@ -50,10 +55,10 @@ class MeshRelay:
         and every card held to a new neighbor."""
         router = self.router
         neighbors = self.neighbors()
-        plain = [p.address for p in router.peers.values()
-                 if p.wants_serve]
-        serving = [p.address for p in router.peers.values()
-                   if p.serving and not p.has_module]
+        plain = {p.kid for p in router.peers.values()
+                 if p.wants_serve and p.kid is not None}
+        serving = {p.kid for p in router.peers.values()
+                   if p.serving and not p.has_module and p.kid is not None}
         changed = self.view.update_own(neighbors, plain, serving)
         new = neighbors - self._neighbors
         self._neighbors = neighbors
@@ -65,7 +70,7 @@ class MeshRelay:
             for name in sorted(new):
                 self._send(name, msg, True)
         if changed or new:
-            self.on_view_changed()
+            self.election.changed()
 
     def _tick(self, eventtime):
         self.links.check(eventtime)
@@ -77,9 +82,16 @@ class MeshRelay:
         # what it passes on for others is dropped past a backlog
         self.links.send(name, msg, limit=None if own else BACKLOG)
 
+    def send_lease(self, name, msg):
+        """A lease message to a neighbor, never relayed: what an instance
+        promises counts only from that instance."""
+        self.links.send(name, msg)
+
     def _failed(self, name, msg, why):
         """A message did not reach a neighbor: an event goes round the
         failed link through the others (ids keep it to one run)."""
+        if msg.get('kind') == 'lease':
+            return    # asked again at the next renewal
         if msg.get('kind') != 'event' or msg.get('to') == name:
             logging.info("router: mesh message to '%s' lost: %s", name, why)
             return
@@ -145,9 +157,12 @@ class MeshRelay:
         """One message from a neighbor. Bad messages are logged, never
         raised: they come from another printer."""
         try:
-            if msg.get('kind') == 'cards':
+            kind = msg.get('kind')
+            if kind == 'lease':
+                self.election.receive(sender, msg)
+            elif kind == 'cards':
                 self._receive_cards(sender, msg.get('cards'))
-            elif msg.get('kind') == 'event':
+            elif kind == 'event':
                 self._receive_event(sender, msg)
         except (ValueError, TypeError, KeyError) as e:
             logging.info("router: bad mesh message from '%s': %s", sender, e)
@@ -160,13 +175,16 @@ class MeshRelay:
         if not isinstance(cards, list) or len(cards) > mesh.MAX_CARDS + 1:
             raise ValueError("cards is not a short list")
         changed = False
+        neighbors = self.neighbors()
         for data in cards:
             card = mesh.card_from_wire(data)
-            if self.view.accept(card):
+            # An instance's own card, from it, beats any passed on about it
+            if self.view.accept(card, direct=card.name == sender,
+                                neighbors=neighbors):
                 changed = True
                 self._flood_card(card, sender)
         if changed:
-            self.on_view_changed()
+            self.election.changed()
 
     def _receive_event(self, sender, msg):
         if 'events' not in self.router.callers.allow_of(sender):
@@ -231,7 +249,11 @@ class MeshRelay:
             return 'not reached'
         if peer.serving:
             return 'direct, served here'
-        server = self.view.server_of(peer.address)
+        election = self.election
+        chosen = election.chosen(peer.kid) if peer.kid else None
+        if chosen is not None and chosen is not peer:
+            return 'direct, the same Klipper as %s' % (chosen.name,)
+        server = election.server_of(peer.kid) if peer.kid else None
         if server not in (None, self.router.name):
             return 'direct, served by %s' % (server,)
         return 'direct'

@@ -50,8 +50,10 @@ class Router:
         self.callers = Callers(self)
         self.watcher = Watcher(self)
         self.relay = MeshRelay(self, self.mesh)
-        self.relay.on_view_changed = lambda: self.election.changed()
-        self.election = Election(self)
+        self.election = Election(self, self.bridge, self.relay,
+                                 self.lifecycle)
+        self.bridge.election = self.election
+        self.relay.attach_election(self.election)
         self.discovery = None
         if self.discover:
             self.discovery = Discovery(self, self.discover)
@@ -242,9 +244,6 @@ class Router:
     def mesh_changed(self):
         self.relay.refresh()
         self.election.changed()
-
-    def greet_served(self, peer):
-        self.lifecycle.greet_served(peer)
 
     def run_line_on(self, name, line, what):
         peer = self.peers.get(name)

@@ -61,6 +61,7 @@ class PeerSession:
         self.remote_macros = frozenset()
         self.fast_follow = False      # it takes router/subscribe
         self.app = ''
+        self.info = None              # its info reply: who it says it is
         self._sub_seq = 0
         self._reset()
 
@@ -153,6 +154,7 @@ class PeerSession:
             raise ProtocolError("info reply is not an object")
         app = result.get('app')
         self.app = app if isinstance(app, str) else 'Klipper'
+        self.info = result
         actions = self._set_state(result.get('state'),
                                   result.get('state_message'))
         return actions + [Send('router/info', {'name': self.own_name},
