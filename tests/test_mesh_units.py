@@ -102,6 +102,37 @@ def test_seen_ids_are_bounded_and_forget_the_oldest():
     assert seen.first_time('a')
 
 
+def test_event_key_holds_the_body_and_ids_cannot_be_guessed():
+    real = ('afc', 'runout', {'lane': '1'}, 'afc')
+    ident = mesh.new_event_id()
+    key = mesh.event_key(real[0], ident, *real[1:])
+    seen = mesh.SeenIds()
+    # A forged event under the real id, with another name, context or
+    # source (or another origin), and the real event after it: all run
+    for body in [('afc', 'noop', {}, 'afc'),
+                 ('afc', 'runout', {'lane': '2'}, 'afc'),
+                 ('afc', 'runout', {'lane': '1'}, 'led'),
+                 ('led', 'runout', {'lane': '1'}, 'afc'), real]:
+        assert seen.first_time(mesh.event_key(body[0], ident, *body[1:])), \
+            body
+    # The same event again (by another way, or replayed): once
+    assert not seen.first_time(key)
+    assert not seen.first_time(mesh.event_key(
+        'afc', ident, 'runout', dict([('lane', '1')]), 'afc'))
+    # Key order in the context is not part of the body
+    assert mesh.event_key('a', 'i', 'e', {'x': 1, 'y': [2]}, 's') == \
+        mesh.event_key('a', 'i', 'e', {'y': [2], 'x': 1}, 's')
+    # Ids: 16 random bytes each, distinct, no counter between them
+    ids = [mesh.new_event_id() for _ in range(1000)]
+    assert len(set(ids)) == len(ids)
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+    steps = {int(b, 16) - int(a, 16) for a, b in zip(ids, ids[1:])}
+    assert len(steps) == len(ids) - 1       # no fixed step
+    assert not any(abs(s) < 2 ** 64 for s in steps)
+    prefixes = {i[:12] for i in ids}
+    assert len(prefixes) == len(ids)        # no shared prefix either
+
+
 def flood(links, origin, lose=()):
     """Runs the relay plan hop by hop: how often each instance gets the
     event, and how many messages it took. lose: links that drop it."""

@@ -7,16 +7,21 @@
 # only when both ends list each other, so a dead instance's last card
 # (which still lists its old neighbors) no longer connects it.
 #
+# An event is known by its origin, a random id and a digest of its body:
+# another instance can neither guess the id of an event to come nor, by
+# reusing an id it saw, hide an event with another body.
+#
 # Copyright (C) 2026  Klipper Router contributors
 #
 # This file may be distributed under the terms of the GNU GPLv3 license.
-import collections
+import collections, hashlib, json, os
 from . import gcode_text
 
 MAX_CARDS = 64          # instances one view keeps
 MAX_LIST = 64           # names or sockets in one card
-MAX_ID = 64            # a Klipper's id (lease.klipper_id)
-MAX_SEEN = 4096         # event ids remembered for deduplication
+MAX_ID = 64             # a Klipper's id (lease.klipper_id)
+MAX_SEEN = 4096         # events remembered for deduplication
+ID_BYTES = 16           # random bytes of an event id
 MAX_SKIP = 128
 
 
@@ -147,8 +152,25 @@ class MeshView:
         return set(self.cards)
 
 
+def new_event_id():
+    """The id of a new event: random, so no one can take it before the
+    event is sent."""
+    return os.urandom(ID_BYTES).hex()
+
+
+def event_key(origin, ident, event, context, source):
+    """What deduplicates an event: its origin, its id and a digest of its
+    body (name, context, source), so the same event arriving by several
+    ways is one, and an event that reuses its id with another body is
+    another. Raises TypeError or ValueError for a body that is not JSON."""
+    body = json.dumps([event, context, source], sort_keys=True,
+                      separators=(',', ':'))
+    digest = hashlib.blake2b(body.encode(), digest_size=16).digest()
+    return (origin, ident, digest)
+
+
 class SeenIds:
-    """Event ids already run here; bounded, oldest forgotten first."""
+    """Event keys already run here; bounded, oldest forgotten first."""
     def __init__(self, size=MAX_SEEN):
         self.size = size
         self._ids = collections.OrderedDict()

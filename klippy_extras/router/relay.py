@@ -6,7 +6,7 @@
 # Copyright (C) 2026  Klipper Router contributors
 #
 # This file may be distributed under the terms of the GNU GPLv3 license.
-import logging, random, time
+import logging, time
 from . import events, framing, gcode_text, mesh
 from .neighbors import BACKLOG, Neighbors
 from .pace import next_due
@@ -24,9 +24,6 @@ class MeshRelay:
         self.seen = mesh.SeenIds()
         self.retried = mesh.SeenIds()
         self.links = Neighbors(router, self.receive, self._failed)
-        self._event_seq = 0
-        # Ids another instance cannot guess ahead of time
-        self._id_prefix = '%012x' % (random.SystemRandom().getrandbits(48),)
         self._neighbors = frozenset()
         self.election = None
         self._timer = None
@@ -99,7 +96,7 @@ class MeshRelay:
         self._retry(dict(msg, to=name), exclude={name})
 
     def _retry(self, msg, exclude):
-        key = (msg['origin'], msg['id'], msg['to'])
+        key = _key(msg) + (msg['to'],)
         if not self.retried.first_time(key):
             return
         wire = framing.Encoded(msg)   # the same for each: encoded once
@@ -118,11 +115,10 @@ class MeshRelay:
     def originate(self, event, context, source):
         """Sends a new event of this instance (for source: this one, or a
         Klipper without the module that it serves) to the mesh."""
-        self._event_seq += 1
         msg = {'kind': 'event', 'origin': self.router.name, 'source': source,
-               'id': '%s.%d' % (self._id_prefix, self._event_seq),
-               'event': event, 'context': context, 'hops': 0}
-        self.seen.first_time((msg['origin'], msg['id']))
+               'id': mesh.new_event_id(), 'event': event, 'context': context,
+               'hops': 0}
+        self.seen.first_time(_key(msg))
         self._relay(msg, [], None, own=True)
 
     def _relay(self, msg, skip, sender, own=False):
@@ -199,23 +195,27 @@ class MeshRelay:
             raise ValueError("event without origin, name, id or hops")
         skip = mesh.check_skip(msg.get('skip', []))
         context = events.check_context(msg.get('context', {}))
+        source = gcode_text.check_name(msg.get('source', origin))
+        if source is None:
+            raise ValueError("event with an invalid source")
+        # Passed on as checked: the key of the same event is the same here
+        # and wherever it goes (_key)
+        msg = dict(msg, origin=origin, event=event, context=context,
+                   source=source)
+        key = _key(msg)
         to = msg.get('to')
         if to is not None and to != self.router.name:
             # Going round a failed link towards 'to'
             if hops < MAX_HOPS:
-                msg = dict(msg, hops=hops + 1)
+                msg['hops'] = hops + 1
                 if to in self.neighbors():
-                    key = (origin, ident, to)
-                    if self.retried.first_time(key):
+                    if self.retried.first_time(key + (to,)):
                         self._send(to, dict(msg, to=None))
                 else:
                     self._retry(msg, exclude={sender})
             return
-        if not self.seen.first_time((origin, ident)):
+        if not self.seen.first_time(key):
             return
-        source = gcode_text.check_name(msg.get('source', origin))
-        if source is None:
-            raise ValueError("event with an invalid source")
         if source == self.router.name:
             pass    # asked another instance to trigger it: ran here then
         elif self._accepts(origin):
@@ -257,3 +257,9 @@ class MeshRelay:
         if server not in (None, self.router.name):
             return 'direct, served by %s' % (server,)
         return 'direct'
+
+
+def _key(msg):
+    """The deduplication key of a checked event message."""
+    return mesh.event_key(msg['origin'], msg['id'], msg['event'],
+                          msg['context'], msg['source'])
