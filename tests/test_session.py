@@ -67,6 +67,32 @@ class Driver:
         return self.answer('objects/subscribe', {'status': status})
 
 
+
+@pytest.mark.parametrize('reply, error, want', [
+    (None, NO_CALLBACK, 'leave alone'),
+    (['not', 'an', 'object'], None, 'leave alone'),
+    (None, rpc.Error('timed out', rpc.TIMEOUT), 'close'),
+    (None, rpc.Error('not connected', rpc.LOCAL), 'close'),
+    (None, rpc.Error('closed', rpc.LOST), 'nothing')])
+def test_a_peer_that_must_run_the_module_is_never_served(reply, error, want):
+    """A discovered peer (module_required) whose router/info says no
+    module: left alone, without Serve, objects/list or a subscription;
+    a timeout (or a request not sent) closes to dial again, a lost
+    connection does nothing."""
+    d = Driver(serve=False, module_required=True)
+    d.take(d.s.connected())
+    d.answer('info', READY_INFO)
+    d.answer('router/info', reply, error)
+    assert not d.of(Serve) and not d.sends
+    assert not d.s.has_module and not d.s.ready
+    left = d.of(session.LeaveAlone)
+    closed = d.of(Close)
+    assert {'leave alone': (len(left), len(closed)) == (1, 0),
+            'close': (len(left), len(closed)) == (0, 1),
+            'nothing': not d.actions}[want], d.actions
+    if left:
+        assert left[0].reason == session.NO_MODULE
+
 def test_handshake_with_a_module_peer_ends_ready():
     d = Driver()
     assert d.s.phase == session.DISCONNECTED

@@ -96,9 +96,14 @@ class Discovery:
             why = self._admit(probe.path, info, probe.link)
         if why is not None:
             probe.link.stop()
-            logging.info("router: discovered socket %s left alone: %s",
-                         probe.path, why)
-            self.left_alone[probe.path] = (probe.key, why)
+            self.leave_alone(probe.path, probe.key, why)
+
+    def leave_alone(self, path, key, why):
+        """Not probed again until the socket file (its key) changes;
+        logged once per socket file."""
+        logging.info("router: discovered socket %s left alone: %s",
+                     path, why)
+        self.left_alone[path] = (key, why)
 
     def _admit(self, path, info, link):
         router = self.router

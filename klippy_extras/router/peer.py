@@ -20,8 +20,11 @@ NOT_READY_COMMANDS = ('FIRMWARE_RESTART', 'RESTART', 'STATUS')
 # The options of one peer, as its [router NAME] section gives them
 PeerOptions = collections.namedtuple(
     'PeerOptions', 'name socket request_timeout reconnect_delay'
-    ' reconnect_max_delay on_connect on_disconnect serve allow remote')
-PeerOptions.__new__.__defaults__ = (None,)   # remote: a local peer
+    ' reconnect_max_delay on_connect on_disconnect serve allow remote'
+    ' module_required')
+# remote: a local peer; module_required: only a discovered peer must run
+# the module (one that answers without it is dropped, see router.py)
+PeerOptions.__new__.__defaults__ = (None, False)
 
 
 def address_of(options):
@@ -54,7 +57,7 @@ class Peer:
         self.request_timeout = options.request_timeout
         self.session = session.PeerSession(
             options.name, router.name, self.reactor.monotonic, is_self,
-            options.serve)
+            options.serve, options.module_required)
         self.subs = self.session.subs
         if link is None:
             link = Link(self.reactor, _transport(self.reactor, options), self)
@@ -68,6 +71,7 @@ class Peer:
         # path, or the URL of its Moonraker bridge
         self.address = address_of(options)
         self.known_by = 'configured'        # or 'shared file', 'discovered'
+        self.dropped = False                # removed from the router
         self.serving = False                # router/* registered on it
         self.wants_serve = False            # a served peer, if elected
         self.handing_over = False           # serving ends: calls dropped
@@ -82,7 +86,8 @@ class Peer:
             session.Deliver: self._deliver,
             session.ReadyChanged: self._ready_changed,
             session.Known: self._known,
-            session.Report: self._report}
+            session.Report: self._report,
+            session.LeaveAlone: self._leave_alone}
 
     # What the session knows, for the router and the commands
     ready = property(lambda self: self.session.ready)
@@ -126,6 +131,12 @@ class Peer:
     def link_push(self, msg):
         kind = msg.get('router')
         if kind == 'call':
+            if self.options.module_required:
+                # Its router calls this one's endpoints: a remote-method
+                # call is only ever taken from a Klipper served here
+                logging.info("router: ignored remote call from '%s', an"
+                             " instance with the module", self.name)
+                return
             self.router.bridge.handle_push(self, msg)
         elif kind == 'mesh':
             self.router.relay.links.handle_push(self, msg.get('params'))
@@ -167,6 +178,8 @@ class Peer:
     def _serve(self, serve):
         if self.is_self:
             self.router.bridge.serve(self)
+        elif self.options.module_required:
+            pass    # never served (the session does not ask it either)
         else:
             # A Klipper without the module: served by one instance of the
             # mesh (election.py), known by what it says of itself
@@ -213,6 +226,11 @@ class Peer:
     def _known(self, known):
         if self.ready:
             self.router.peer_ready_changed(self, True, 'known')
+
+    def _leave_alone(self, leave):
+        # The router drops this peer; its link is closed now
+        self.link.close(leave.reason)
+        self.router.leave_alone(self, leave.reason)
 
     def _report(self, report):
         self.router.runner.report(report.text, self.name)

@@ -7,7 +7,7 @@ import logging, os
 from . import commands, gcode_text, sections, status, trust
 from .bridge import Bridge
 from .callers import Callers
-from .discovery import Discovery
+from .discovery import Discovery, socket_key
 from .election import Election
 from .eventbus import EventBus
 from .lifecycle import Lifecycle
@@ -171,13 +171,39 @@ class Router:
 
     def add_discovered(self, options, link):
         """A peer found by discover:, on the link that found it; False if
-        it cannot be added."""
+        it cannot be added. It answered the probe as an instance with the
+        module, and stays one: never served as a Klipper without it."""
+        options = options._replace(serve=False, module_required=True)
         if self.peer_problem(options) is not None:
             return False
         peer = self.peers[options.name] = Peer(self, options, link=link)
         peer.known_by = 'discovered'
         peer.start()
         return True
+
+    def leave_alone(self, peer, why):
+        """A discovered peer whose handshake says it runs no module (on
+        its link, closed now): dropped, its socket left alone until the
+        file changes. From the link's callback: the peer goes on the next
+        reactor pass, outside it."""
+        if peer.dropped or self.discovery is None:
+            return
+        peer.dropped = True
+        key = socket_key(peer.address)   # the socket file that said so
+        self.reactor.register_callback(
+            lambda eventtime: self._drop_peer(peer, key, why))
+
+    def _drop_peer(self, peer, key, why):
+        # A reactor callback: nothing may escape it
+        try:
+            if self.peers.get(peer.name) is peer:
+                del self.peers[peer.name]
+            peer.stop()
+            self.lifecycle.announced.discard(peer.name)
+            self.discovery.leave_alone(peer.address, key, why)
+            self.mesh_changed()
+        except Exception:
+            logging.exception("router: error dropping peer %s", peer.name)
 
     def _on_ready(self):
         # No pausing in a ready handler (mainline shuts down): only arm.

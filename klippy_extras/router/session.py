@@ -39,15 +39,22 @@ Deliver = collections.namedtuple('Deliver', 'changes')
 ReadyChanged = collections.namedtuple('ReadyChanged', 'ready reason')
 Report = collections.namedtuple('Report', 'text')
 Known = collections.namedtuple('Known', '')   # the peer now lists this one
+# A peer that must run the module (a discovered one) answered without it
+LeaveAlone = collections.namedtuple('LeaveAlone', 'reason')
+NO_MODULE = "it answered as a Klipper without the module"
 
 
 class PeerSession:
-    def __init__(self, name, own_name, clock, is_self=False, serve=True):
+    def __init__(self, name, own_name, clock, is_self=False, serve=True,
+                 module_required=False):
         self.name = name
         self.own_name = own_name
         self.clock = clock
         self.is_self = is_self        # the link to this instance's socket
         self.serve = serve            # serve a peer without the module
+        # A discovered peer: a module instance on every connection, or
+        # no peer at all (never served as a Klipper without the module)
+        self.module_required = module_required
         self.subs = SubscriptionSet()
         self.link_up = False
         self.state = DISCONNECTED     # the peer's Klipper state
@@ -163,7 +170,10 @@ class PeerSession:
 
     def _on_router_info(self, result, error):
         # A peer without the module answers "No registered callback"
-        self.has_module = error is None and isinstance(result, dict)
+        has_module = error is None and isinstance(result, dict)
+        if self.module_required and not has_module:
+            return self._without_module(error)
+        self.has_module = has_module
         self.remote_allow, self.remote_known = None, True
         self.fast_follow = self.has_module and _version(
             result.get('version')) >= (0, 3)
@@ -191,6 +201,17 @@ class PeerSession:
         # defines them (an unknown command would print on its console).
         return actions + [Send('objects/list', {}, self._on_objects_list,
                                HANDSHAKE_TIMEOUT, True)]
+
+    def _without_module(self, error):
+        """router/info of a peer that must run the module failed: no
+        Serve, no subscription, nothing more on this connection."""
+        self.has_module = False
+        if error is not None and error.kind == rpc.LOST:
+            return []   # no answer: the connection is gone already
+        if error is not None and error.kind in (rpc.TIMEOUT, rpc.LOCAL):
+            # No answer says nothing about the module: dial again later
+            return [Close("handshake failed: router/info %s" % (error,))]
+        return [LeaveAlone(NO_MODULE)]
 
     def _learn_allow(self, result):   # from router/info
         learnt = _allow_from(result)
