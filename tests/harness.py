@@ -526,7 +526,7 @@ class Mesh:
         Mesh.open.discard(self)
         for node in self.nodes.values():
             node.stop()
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        if not os.environ.get("KEEP_MESH"): shutil.rmtree(self.workdir, ignore_errors=True)
 
     def log_tails(self, n=60):
         return ''.join("\n===== log of %s =====\n%s\n" % (

@@ -122,6 +122,8 @@ class Election:
         for kid in wanted:
             self._claim(kid, now)
         neighbors = self.relay.neighbors()
+        potential = set(neighbors) | {
+            p.name for p in self.router.peers.values() if p.may_be_candidate}
         for kid, claim in list(self.claims.items()):
             claim.want = kid in wanted
             for name, other in list(claim.others.items()):
@@ -135,9 +137,9 @@ class Election:
                     msg = self._message(kid, 'ask', n, True, serving)
                     msg['on_yours'] = claim.on_yours(name, now)
                     self.relay.send_lease(name, msg)
-            self._decide(kid, claim, wanted.get(kid, []), now, neighbors)
+            self._decide(kid, claim, wanted.get(kid, []), now, potential)
 
-    def _decide(self, kid, claim, peers, now, neighbors):
+    def _decide(self, kid, claim, peers, now, potential):
         chosen = min(peers, key=lambda p: p.name) if peers else None
         for peer in peers:
             if peer.serving and peer is not chosen:
@@ -145,7 +147,7 @@ class Election:
                                % (chosen.name,))
         if chosen is None and not claim.serving:
             return
-        decision = claim.decide(now, neighbors)
+        decision = claim.decide(now, potential)
         if decision == 'stop':
             missing = claim.missing(now)
             why = ("no promise from %s" % (', '.join(

@@ -107,9 +107,11 @@ class Claim:
         """The answer to my ask number n."""
         self._heard(name, inc, want, serving, proc, now)
         asked = self._asks.get(n)
-        if granted and asked is not None:
+        if granted and asked is not None and asked + LEASE > now:
             self.held[name] = max(self.held.get(name, 0.), asked + LEASE)
-            # It promised me after whatever I promised it: that is over
+            # It promised me after whatever I promised it: that is over.
+            # (An answer to an ask older than a lease, from one that
+            # stalled, proves nothing of now.)
             self.promised.pop(name, None)
             self.served_on.discard(name)
             self.fenced.discard(name)

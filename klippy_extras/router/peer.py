@@ -95,6 +95,19 @@ class Peer:
     remote_macros = property(lambda self: self.session.remote_macros)
     state = property(lambda self: self.session.state)
 
+    @property
+    def may_be_candidate(self):
+        """Might this peer serve a Klipper this instance serves? One with
+        the module, or one not met yet, unless it is known not to run: no
+        process listens at its socket, or (another host) it cannot be
+        reached, which then cuts it from a Klipper here too."""
+        if self.is_self or not (self.has_module or self.session.info is None):
+            return False
+        if self.link.connected:
+            return True
+        return not (self.link.transport.nothing_listens
+                    or self.options.remote is not None)
+
     def permits(self, action):
         """Does the peer let this instance do that (its allow option)?"""
         return self.session.permits(action)

@@ -68,6 +68,9 @@ class StreamTransport:
         self.stopped = True
         self.generation = 0
         self.last_error = ""
+        # Nothing listens where it dials: no process runs there (the
+        # election counts on that, see Peer.proven_down)
+        self.nothing_listens = False
         self._closing = False
         self._reading = True
         self._write_wake = False
@@ -105,6 +108,7 @@ class StreamTransport:
     def _opened(self):
         """The stream carries frames now (from a timer or callback)."""
         self.connected = True
+        self.nothing_listens = False
         self.generation += 1
         logging.info("router: connected to %s", self.describe())
         self.owner.transport_up()
@@ -326,6 +330,8 @@ class UnixTransport(StreamTransport):
                 sock.close()
             self._dial_failed(describe_os_error(e) if isinstance(e, OSError)
                               else str(e))
+            self.nothing_listens = isinstance(e, OSError) and e.errno in (
+                errno.ENOENT, errno.ECONNREFUSED)
             if isinstance(e, OSError) and e.errno in (errno.EAGAIN,
                                                       errno.EWOULDBLOCK):
                 return eventtime + self.backoff.busy_delay()

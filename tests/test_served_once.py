@@ -1,0 +1,170 @@
+# A Klipper without the module, served by instances that run it: each of
+# its calls runs once or not at all, and never late, whatever stalls
+# (SIGSTOP), kills and cut links do; on real klippy processes. Every call
+# is numbered; the Klipper prints each run (REC), and what an instance
+# dropped it says in its klippy.log. The promises themselves are tested
+# in test_lease_units.py.
+#
+# Copyright (C) 2026  Klipper Router contributors
+#
+# This file may be distributed under the terms of the GNU GPLv3 license.
+import os, random, re, signal, threading, time
+from harness import ApiClient, wait_until
+from linkproxy import LinkProxy
+from macros import COMMON
+
+BOUND = 3.        # s: a call runs this soon after it was made, or never
+TAKEOVER = 5.     # s: after a server stalls, another serves within this
+ALL = "gcode, query, subscribe, events"
+
+PLAIN = """
+[gcode_macro CALL]
+gcode:
+  {action_call_remote_method("router/gcode/script", target="plain",
+                             script="REC N=" ~ params.N)}
+"""
+DROPPED = re.compile(r"router: dropped call \d+ from 'plain':"
+                     r" 'router/gcode/script' .*'REC N=(\d+)'")
+
+
+class Calls:
+    """Calls CALL N=i on the Klipper without the module every interval
+    from a thread, and records when each was made and when it ran."""
+    def __init__(self, plain, interval=.25):
+        self.plain = plain
+        self.interval = interval
+        self.made = {}
+        self.runs = {}
+        self.client = ApiClient(plain.sock)
+        self.client.output = _Timed(self.runs)
+        self.client.subscribe_output()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self.n = 0
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def _loop(self):
+        with ApiClient(self.plain.sock) as caller:
+            while not self._stop.is_set():
+                self.n += 1
+                made = time.monotonic()
+                caller.request('gcode/script',
+                               {'script': 'CALL N=%d' % (self.n,)})
+                self.made[self.n] = made
+                self._stop.wait(self.interval)
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(10)
+
+    def settle(self, nodes, quiet=BOUND + 1.):
+        """Waits until nothing has run for a while, then checks every
+        call: run at most once, never later than BOUND, and if not run,
+        reported as dropped by one of nodes. Returns (ran, dropped)."""
+        def quiet_now():
+            last = max([t for ts in self.runs.values() for t in ts] or [0])
+            return time.monotonic() - last > quiet
+        wait_until(quiet_now, 30., interval=.2, what="calls settled")
+        self.client.close()
+        dropped = set()
+        for node in nodes:
+            dropped |= {int(n) for n in DROPPED.findall(node.log_text())}
+        twice = {n: ts for n, ts in self.runs.items() if len(ts) > 1}
+        assert not twice, "calls that ran more than once: %r" % (twice,)
+        late = {n: round(ts[0] - self.made[n], 2)
+                for n, ts in self.runs.items()
+                if n in self.made and ts[0] - self.made[n] > BOUND}
+        assert not late, "calls that ran later than %s s: %r" % (BOUND, late)
+        # A call made after a takeover goes to the new server and to the
+        # stalled one's socket: one runs it, the other drops it
+        ran = set(self.runs)
+        lost = set(self.made) - ran - dropped
+        return ran, dropped, lost
+
+
+class _Timed(list):
+    """The API client's output list: each REC line also timed."""
+    def __init__(self, runs):
+        list.__init__(self)
+        self.runs = runs
+
+    def append(self, line):
+        list.append(self, line)
+        m = re.search(r'REC \{"N": "(\d+)"\}', line)
+        if m:
+            self.runs.setdefault(int(m.group(1)), []).append(
+                time.monotonic())
+
+
+def served_by(mesh, names):
+    out = []
+    for n in names:
+        try:
+            if mesh[n].router_status()['peers']['plain']['reached'] == (
+                    'direct, served here'):
+                out.append(n)
+        except Exception:
+            pass
+    return out
+
+
+def full_mesh(mesh, names):
+    shared = os.path.join(mesh.workdir, 'mesh.cfg')
+    with open(shared, 'w') as f:
+        for name in names + ('plain',):
+            f.write("[router %s]\nsocket: %s\n\n" % (name, mesh.sock(name)))
+    for name in names:
+        mesh.add(name, "[router]\nname: %s\n[include %s]\n" % (name, shared))
+
+
+def partial_mesh(mesh):
+    """m2 dials m1 and plain; m1 lists only plain and admits m2."""
+    mesh.add('m1', "[router]\nname: m1\nallow_unlisted: %s\n[router plain]"
+             "\nsocket: %s\n" % (ALL, mesh.sock('plain')))
+    mesh.add('m2', "[router]\nname: m2\n[router m1]\nsocket: %s\n"
+             "[router plain]\nsocket: %s\n" % (mesh.sock('m1'),
+                                              mesh.sock('plain')))
+
+
+def stall_the_server(mesh, names):
+    plain = mesh.add('plain', PLAIN + COMMON)
+    mesh.start()
+    wait_until(lambda: len(served_by(mesh, names)) == 1, 10.,
+               what="one server")
+    server = served_by(mesh, names)[0]
+    calls = Calls(plain).start()
+    time.sleep(3.)
+    mesh[server].kill(signal.SIGSTOP)
+    stopped = time.monotonic()
+    time.sleep(12.)
+    mesh[server].kill(signal.SIGCONT)
+    time.sleep(4.)
+    calls.stop()
+    ran, dropped, lost = calls.settle([mesh[n] for n in names])
+    # Served again within TAKEOVER: every call made after that ran
+    after = [n for n, t in calls.made.items() if t > stopped + TAKEOVER]
+    assert after and set(after) <= ran, sorted(set(after) - ran)
+    assert not lost, "neither run nor reported dropped: %r" % (sorted(lost),)
+    # The calls made while it stalled, before the takeover, were queued
+    # to the stalled server: it dropped them when it woke
+    assert dropped, "the stalled server dropped nothing"
+    others = [n for n in names if n != server]
+    wait_until(lambda: len(served_by(mesh, names)) == 1
+               and served_by(mesh, names)[0] in others, 5.,
+               what="one server after the stall")
+    return calls
+
+
+def test_a_stalled_server_in_a_full_mesh_is_replaced_and_runs_nothing_late(
+        mesh):
+    full_mesh(mesh, ('m1', 'm2', 'm3'))
+    stall_the_server(mesh, ('m1', 'm2', 'm3'))
+
+
+def test_a_stalled_server_in_a_partial_mesh_is_replaced_and_runs_nothing_late(
+        mesh):
+    partial_mesh(mesh)
+    stall_the_server(mesh, ('m1', 'm2'))
