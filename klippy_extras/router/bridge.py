@@ -169,19 +169,18 @@ class Bridge:
         self.call(method, params, who, done)
 
     def _drop(self, peer, method, params):
-        """A call of a served Klipper that this instance no longer holds
-        the lease for: another may run it, so it never runs here."""
+        """A call of a served Klipper while this instance does not hold
+        the lease: another may run it, so it never runs here."""
         peer.dropped += 1
-        logging.info("router: dropped call %d from '%s': %.40r %.300r",
-                     peer.dropped, peer.name, method, params)
-        if not peer.handing_over:
-            self.election.hand_over(peer, "lease lost")
+        why = peer.lapse or "another instance serves it now"
+        logging.info("router: dropped call %d from '%s': %.40r %.300r (%s)",
+                     peer.dropped, peer.name, method, params, why)
         if peer.dropped <= SHOWN_DROPS:
             self.runner.report(
                 "%s from '%s' dropped: this instance does not hold the"
-                " lease to serve it now (another instance serves it, or"
-                " none can be sure to)%s" % (
-                    method, peer.name, "; further drops only in klippy.log"
+                " lease to serve it now (%s)%s" % (
+                    method, peer.name, why,
+                    "; further drops only in klippy.log"
                     if peer.dropped == SHOWN_DROPS else ""), peer.name)
 
     def call(self, method, params, who, done):

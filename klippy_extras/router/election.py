@@ -154,15 +154,26 @@ class Election:
                 "'%s'" % (n,) for n in missing),) if missing
                 else "not connected to it")
             logging.info("router: lease on %s lost: %s", kid, why)
-            if chosen is not None and chosen.serving:
-                self.hand_over(chosen, "lease lost (%s)" % (why,))
+            if chosen is not None:
+                chosen.lapse = why
             self.relay.refresh()
         elif decision == 'start':
             logging.info("router: serving '%s' (promises from: %s)",
                          chosen.name, ', '.join(claim.needed(now)) or '-')
-            self._serve(chosen)
+            chosen.lapse = None
+            chosen.dropped = 0
+            if not chosen.serving:
+                self._serve(chosen)
+            else:
+                self.relay.refresh()
         elif claim.serving and not (chosen.serving or chosen.handing_over):
             self._serve(chosen)    # another link to the same Klipper
+        if (chosen is not None and chosen.serving and not claim.serving
+                and self.server_of(kid) not in (None, self.router.name)):
+            # Registered without the lease, it drops (and reports) each
+            # call; once another serves, its calls go there only
+            self.hand_over(chosen, "'%s' serves it now"
+                           % (self.server_of(kid),))
 
     def _serve(self, peer):
         self.bridge.serve(peer)
@@ -241,5 +252,7 @@ class Election:
             return None
         if claim.serving:
             return self.router.name
-        names = sorted(n for n, o in claim.others.items() if o.serving)
+        now = self.reactor.monotonic()
+        names = sorted(n for n, o in claim.others.items() if o.serving
+                       and now - o.heard <= lease.LEASE)
         return names[0] if names else None

@@ -77,6 +77,7 @@ class Peer:
         self.handing_over = False           # serving ends: calls dropped
         self.kid = None                     # its Klipper's identity
         self.dropped = 0                    # calls dropped since served
+        self.lapse = None                   # why the lease is not held
         self.last_failure = ''
         self._status_key = self._status = None
         self._ping_timer = self.reactor.register_timer(self._ping_event)
@@ -132,6 +133,7 @@ class Peer:
     # Link listener
     def link_up(self):
         self.serving = self.wants_serve = self.handing_over = False
+        self.lapse = None
         self._run(self.session.connected())
 
     def link_down(self, reason):
