@@ -259,3 +259,43 @@ def test_random_stalls_kills_and_cut_links_never_run_a_call_twice(mesh):
     finally:
         for proxy in proxies.values():
             proxy.close()
+
+
+def test_a_forged_card_or_lease_from_an_unlisted_neighbor_changes_nothing(
+        mesh):
+    """A client that m2 admits through allow_unlisted (any local process
+    could be one) links as a neighbor and sends m2 a card in m1's name,
+    with a later boot, saying m1 is connected to nothing and serves
+    nothing; and lease messages in its own name granting everything and
+    claiming it serves. One instance serves throughout, each call runs
+    once, and m2 keeps taking m1's own cards."""
+    full_mesh(mesh, ('m1', 'm2'))
+    mesh['m2'].write_config(
+        "[router]\nname: m2\nallow_unlisted: %s\n[include %s]\n" % (
+            ALL, os.path.join(mesh.workdir, 'mesh.cfg')))
+    plain = mesh.add('plain', PLAIN + COMMON)
+    mesh.start()
+    wait_until(lambda: served_by(mesh, ('m1', 'm2')) == ['m1'], 10.,
+               what="m1 serves")
+    with ApiClient(mesh['m2'].sock) as evil:
+        evil.request('router/info', {'name': 'evil'})
+        evil.request('router/mesh/link', {})
+        forged = {'name': 'm1', 'mesh': 'default', 'boot': 1e12, 'seq': 1,
+                  'neighbors': ['m2'], 'plain': [], 'serving': []}
+        evil.request('router/mesh', {'kind': 'cards', 'cards': [forged]})
+        kid = None
+        for n in range(40):
+            for want, serving in ((True, True), (False, False)):
+                evil.request('router/mesh', {
+                    'kind': 'lease', 'klipper': kid or 'x' * 24, 'op': 'ask',
+                    'n': n, 'inc': 'evil', 'want': want,
+                    'serving': serving, 'on_yours': True})
+            time.sleep(.05)
+        calls = Calls(plain, interval=.1).start()
+        time.sleep(2.)
+        calls.stop()
+        ran, dropped, lost = calls.settle([mesh['m1'], mesh['m2']])
+    assert ran == set(calls.made) and not lost
+    assert served_by(mesh, ('m1', 'm2')) == ['m1']
+    # m1's own card still counts on m2: m1 is reached directly
+    assert mesh['m2'].router_status()['peers']['m1']['reached'] == 'direct'

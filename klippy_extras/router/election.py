@@ -126,6 +126,7 @@ class Election:
             p.name for p in self.router.peers.values() if p.may_be_candidate}
         for kid, claim in list(self.claims.items()):
             claim.want = kid in wanted
+            claim.present = potential
             for name, other in list(claim.others.items()):
                 if process_ended(other.proc, self.proc):
                     logging.info("router: '%s' has ended: its promises about"

@@ -68,6 +68,8 @@ class Claim:
         self.promised = {}       # name -> end of my last promise to it
         self.served_on = set()   # said it served while my promise lasted
         self.fenced = set()      # servers I took over from
+        self.used = set()        # I served on its promise: it may fence me
+        self.present = None      # names that count now (None: every one)
         self._asks = collections.OrderedDict()   # n -> time asked
         self._n = 0
 
@@ -83,16 +85,22 @@ class Claim:
     def on_yours(self, name, now):
         """Said in each ask to name: do I hold its promise now? (Only a
         server that got my promise, and so gave up any right to fence me,
-        can say so.)"""
-        return self.held.get(name, 0.) > now
+        can say so.) Once said while serving, that one may fence me: it
+        counts for me until it says the same of mine."""
+        mine = self.held.get(name, 0.) > now
+        if mine and self.serving:
+            self.used.add(name)
+        return mine
 
     def answer(self, name, inc, want, serving, on_yours, proc, now):
         """An ask from a neighbor: True to promise, False to refuse."""
         self._heard(name, inc, want, serving, proc, now)
         if not want:
             return True
-        if serving and on_yours and name in self.promised:
-            self.served_on.add(name)
+        if on_yours:
+            self.used.discard(name)     # it got my promise: no fencing me
+            if serving and name in self.promised:
+                self.served_on.add(name)
         if self.holds(now) or self._promised_other(name, now):
             return False
         if not serving and self._first_wanting(now) < name:
@@ -122,8 +130,14 @@ class Claim:
             return
         since = now if old is None else old.since
         if old is not None and old.inc != inc:
-            # Another run of that instance: the old one serves no more
+            # Another run of that instance: the old one serves no more,
+            # and what passed between us (promises, rights to fence) is
+            # void; a promise I gave still holds me to it
             self.held.pop(name, None)
+            self.promised.pop(name, None)
+            self.served_on.discard(name)
+            self.fenced.discard(name)
+            self.used.discard(name)
             since = now
         self.others[name] = Other(inc, want, serving, now, proc, since)
 
@@ -134,6 +148,7 @@ class Claim:
         self.promised.pop(name, None)
         self.served_on.discard(name)
         self.fenced.discard(name)
+        self.used.discard(name)
         if self.promise is not None and self.promise[0] == name:
             self.promise = None
 
@@ -152,12 +167,21 @@ class Claim:
                 and self.promise[1] > now)
 
     # Deciding
+    def _counts(self, name):
+        """Does that instance's promise count now? It does while it is
+        present (linked, or possibly running where this one dials it) and
+        while it may fence this one; one that linked here and went away
+        for good (a client that named itself, say) does not."""
+        return (self.present is None or name in self.present
+                or name in self.used)
+
     def needed(self, now):
         """The instances whose promise this instance needs to serve: every
-        one it has heard of (one not connected to that Klipper promises
-        freely), but those it took over from."""
+        one it has heard of that counts (one not connected to that Klipper
+        promises freely), but those it took over from."""
         self._fence(now)
-        return sorted(n for n in self.others if n not in self.fenced)
+        return sorted(n for n in self.others
+                      if n not in self.fenced and self._counts(n))
 
     def _fence(self, now):
         for name in list(self.served_on):
@@ -177,7 +201,7 @@ class Claim:
             return False
         for name, other in self.others.items():
             if name not in self.fenced and self.held.get(name, 0.) <= now \
-                    and other.since + NEW_GRACE <= now:
+                    and other.since + NEW_GRACE <= now and self._counts(name):
                 return False
         return True
 
