@@ -12,6 +12,7 @@ import os, random, re, signal, threading, time
 from harness import ApiClient, wait_until
 from linkproxy import LinkProxy
 from macros import COMMON
+from router import lease
 
 BOUND = 3.        # s: a call runs this soon after it was made, or never
 TAKEOVER = 5.     # s: after a server stalls, another serves within this
@@ -266,9 +267,10 @@ def test_a_forged_card_or_lease_from_an_unlisted_neighbor_changes_nothing(
     """A client that m2 admits through allow_unlisted (any local process
     could be one) links as a neighbor and sends m2 a card in m1's name,
     with a later boot, saying m1 is connected to nothing and serves
-    nothing; and lease messages in its own name granting everything and
-    claiming it serves. One instance serves throughout, each call runs
-    once, and m2 keeps taking m1's own cards."""
+    nothing; and asks for plain's lease in its own name, claiming it
+    serves. One instance serves throughout, each call runs once, m2 keeps
+    taking m1's own cards, and once the client is gone it cannot keep m2
+    from taking over when m1 is killed."""
     full_mesh(mesh, ('m1', 'm2'))
     mesh['m2'].write_config(
         "[router]\nname: m2\nallow_unlisted: %s\n[include %s]\n" % (
@@ -277,25 +279,29 @@ def test_a_forged_card_or_lease_from_an_unlisted_neighbor_changes_nothing(
     mesh.start()
     wait_until(lambda: served_by(mesh, ('m1', 'm2')) == ['m1'], 10.,
                what="m1 serves")
+    kid = lease.klipper_id(plain.info(), None)
     with ApiClient(mesh['m2'].sock) as evil:
         evil.request('router/info', {'name': 'evil'})
         evil.request('router/mesh/link', {})
         forged = {'name': 'm1', 'mesh': 'default', 'boot': 1e12, 'seq': 1,
                   'neighbors': ['m2'], 'plain': [], 'serving': []}
         evil.request('router/mesh', {'kind': 'cards', 'cards': [forged]})
-        kid = None
-        for n in range(40):
-            for want, serving in ((True, True), (False, False)):
-                evil.request('router/mesh', {
-                    'kind': 'lease', 'klipper': kid or 'x' * 24, 'op': 'ask',
-                    'n': n, 'inc': 'evil', 'want': want,
-                    'serving': serving, 'on_yours': True})
-            time.sleep(.05)
         calls = Calls(plain, interval=.1).start()
-        time.sleep(2.)
+        for n in range(30):
+            evil.request('router/mesh', {
+                'kind': 'lease', 'klipper': kid, 'op': 'ask', 'n': n,
+                'inc': 'evil', 'want': True, 'serving': True,
+                'on_yours': True, 'proc': None})
+            time.sleep(.1)
         calls.stop()
         ran, dropped, lost = calls.settle([mesh['m1'], mesh['m2']])
-    assert ran == set(calls.made) and not lost
-    assert served_by(mesh, ('m1', 'm2')) == ['m1']
-    # m1's own card still counts on m2: m1 is reached directly
-    assert mesh['m2'].router_status()['peers']['m1']['reached'] == 'direct'
+        assert ran == set(calls.made) and not lost
+        assert served_by(mesh, ('m1', 'm2')) == ['m1']
+        # m1's own card still counts on m2: m1 is reached directly
+        assert mesh['m2'].router_status()['peers']['m1']['reached'] == \
+            'direct'
+    mesh['m1'].kill()
+    killed = time.monotonic()
+    wait_until(lambda: served_by(mesh, ('m2',)) == ['m2'], 5.,
+               what="m2 takes over")
+    assert time.monotonic() - killed < 3.5
