@@ -12,7 +12,6 @@ import os, random, re, signal, threading, time
 from harness import ApiClient, wait_until
 from linkproxy import LinkProxy
 from macros import COMMON
-from router import lease
 
 BOUND = 3.        # s: a call runs this soon after it was made, or never
 TAKEOVER = 5.     # s: after a server stalls, another serves within this
@@ -279,6 +278,7 @@ def test_a_forged_card_or_lease_from_an_unlisted_neighbor_changes_nothing(
     mesh.start()
     wait_until(lambda: served_by(mesh, ('m1', 'm2')) == ['m1'], 10.,
                what="m1 serves")
+    from router import lease
     kid = lease.klipper_id(plain.info(), None)
     with ApiClient(mesh['m2'].sock) as evil:
         evil.request('router/info', {'name': 'evil'})
