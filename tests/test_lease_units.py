@@ -9,7 +9,7 @@
 # This file may be distributed under the terms of the GNU GPLv3 license.
 import random
 import pytest
-from router import lease
+from router.mesh.sansio import lease
 
 STEP = .01
 

@@ -1,17 +1,17 @@
-# Unit tests of the mesh's pure logic (router/mesh.py): cards, routes
-# and the relay plan (the election: test_lease_units.py). The behaviour on real klippy processes
-# is in test_mesh.py.
+# Unit tests of the mesh view, without I/O (router/mesh/sansio/view.py):
+# cards, routes and the relay plan (the election: test_lease_units.py).
+# The behaviour on real klippy processes is in test_mesh.py.
 #
 # Copyright (C) 2026  Klipper Router contributors
 #
 # This file may be distributed under the terms of the GNU GPLv3 license.
 import itertools, random
 import pytest
-from router import mesh
+from router.mesh.sansio import view as mesh_view
 
 
 def card(name, neighbors=(), plain=(), serving=(), seq=1, boot=1.):
-    return mesh.Card(name, 'default', boot, seq, frozenset(neighbors),
+    return mesh_view.Card(name, 'default', boot, seq, frozenset(neighbors),
                      frozenset(plain), frozenset(serving))
 
 
@@ -23,7 +23,7 @@ def view_of(own, links, plain=None, serving=None):
     for a, b in links:
         nbrs[a].add(b)
         nbrs[b].add(a)
-    view = mesh.MeshView(own, 'default', 1.)
+    view = mesh_view.MeshView(own, 'default', 1.)
     view.update_own(nbrs[own], plain.get(own, ()), serving.get(own, ()))
     for n in names - {own}:
         view.accept(card(n, nbrs[n], plain.get(n, ()), serving.get(n, ())))
@@ -32,30 +32,30 @@ def view_of(own, links, plain=None, serving=None):
 
 def test_card_round_trip_and_bad_cards():
     c = card('led', ['main'], ['0123abcd'], [])
-    assert mesh.card_from_wire(mesh.card_to_wire(c)) == c
-    good = mesh.card_to_wire(c)
+    assert mesh_view.card_from_wire(mesh_view.card_to_wire(c)) == c
+    good = mesh_view.card_to_wire(c)
     for bad in [None, [], dict(good, name='bad name'), dict(good, seq='1'),
                 dict(good, boot=True), dict(good, neighbors='main'),
                 dict(good, neighbors=['x'] * 65), dict(good, plain=[7]),
                 dict(good, serving=['']), dict(good, mesh=None)]:
         with pytest.raises(ValueError):
-            mesh.card_from_wire(bad)
+            mesh_view.card_from_wire(bad)
 
 
 def test_only_newer_cards_are_kept_and_the_number_is_bounded():
-    view = mesh.MeshView('main', 'default', 1.)
+    view = mesh_view.MeshView('main', 'default', 1.)
     assert view.accept(card('led', seq=2))
     assert not view.accept(card('led', seq=1))
     assert not view.accept(card('led', seq=2))
     assert view.accept(card('led', seq=1, boot=2.))     # restarted
     assert not view.accept(card('main', seq=99))        # never our own
-    for i in range(mesh.MAX_CARDS * 2):
+    for i in range(mesh_view.MAX_CARDS * 2):
         view.accept(card('x%d' % i))
-    assert len(view.cards) == mesh.MAX_CARDS
+    assert len(view.cards) == mesh_view.MAX_CARDS
 
 
 def test_own_card_changes_only_when_its_content_does():
-    view = mesh.MeshView('main', 'default', 1.)
+    view = mesh_view.MeshView('main', 'default', 1.)
     assert view.update_own({'led'}, (), ())
     seq = view.own.seq
     assert not view.update_own(['led'], [], [])
@@ -81,7 +81,7 @@ def test_a_dead_instance_is_unreachable_though_its_last_card_lists_links():
 def test_an_instances_own_card_beats_a_forged_one_passed_on():
     """A neighbor passes on a card in m1's name with a later boot time: it
     counts only while m1 is no neighbor, and m1's own cards replace it."""
-    view = mesh.MeshView('m2', 'default', 1.)
+    view = mesh_view.MeshView('m2', 'default', 1.)
     real = card('m1', ['m2'], ['k1'], ['k1'], seq=3, boot=5.)
     assert view.accept(real, direct=True, neighbors={'m1'})
     forged = card('m1', ['m2'], [], [], seq=1, boot=99.)
@@ -95,7 +95,7 @@ def test_an_instances_own_card_beats_a_forged_one_passed_on():
 
 
 def test_seen_ids_are_bounded_and_forget_the_oldest():
-    seen = mesh.SeenIds(3)
+    seen = mesh_view.SeenIds(3)
     assert [seen.first_time(k) for k in 'abca'] == [True, True, True, False]
     assert seen.first_time('d')            # 'a', the oldest, forgotten
     assert [seen.first_time(k) for k in 'cd'] == [False, False]
@@ -104,26 +104,26 @@ def test_seen_ids_are_bounded_and_forget_the_oldest():
 
 def test_event_key_holds_the_body_and_ids_cannot_be_guessed():
     real = ('afc', 'runout', {'lane': '1'}, 'afc')
-    ident = mesh.new_event_id()
-    key = mesh.event_key(real[0], ident, *real[1:])
-    seen = mesh.SeenIds()
+    ident = mesh_view.new_event_id()
+    key = mesh_view.event_key(real[0], ident, *real[1:])
+    seen = mesh_view.SeenIds()
     # A forged event under the real id, with another name, context or
     # source (or another origin), and the real event after it: all run
     for body in [('afc', 'noop', {}, 'afc'),
                  ('afc', 'runout', {'lane': '2'}, 'afc'),
                  ('afc', 'runout', {'lane': '1'}, 'led'),
                  ('led', 'runout', {'lane': '1'}, 'afc'), real]:
-        assert seen.first_time(mesh.event_key(body[0], ident, *body[1:])), \
+        assert seen.first_time(mesh_view.event_key(body[0], ident, *body[1:])), \
             body
     # The same event again (by another way, or replayed): once
     assert not seen.first_time(key)
-    assert not seen.first_time(mesh.event_key(
+    assert not seen.first_time(mesh_view.event_key(
         'afc', ident, 'runout', dict([('lane', '1')]), 'afc'))
     # Key order in the context is not part of the body
-    assert mesh.event_key('a', 'i', 'e', {'x': 1, 'y': [2]}, 's') == \
-        mesh.event_key('a', 'i', 'e', {'y': [2], 'x': 1}, 's')
+    assert mesh_view.event_key('a', 'i', 'e', {'x': 1, 'y': [2]}, 's') == \
+        mesh_view.event_key('a', 'i', 'e', {'y': [2], 'x': 1}, 's')
     # Ids: 16 random bytes each, distinct, no counter between them
-    ids = [mesh.new_event_id() for _ in range(1000)]
+    ids = [mesh_view.new_event_id() for _ in range(1000)]
     assert len(set(ids)) == len(ids)
     assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
     steps = {int(b, 16) - int(a, 16) for a, b in zip(ids, ids[1:])}
@@ -147,7 +147,7 @@ def flood(links, origin, lose=()):
     seen = {origin}
     while queue:
         here, sender, skip = queue.pop(0)
-        targets, new_skip = mesh.relay_plan(skip, nbrs[here], sender, here)
+        targets, new_skip = mesh_view.relay_plan(skip, nbrs[here], sender, here)
         for t in targets:
             sent += 1
             if (here, t) in lose or (t, here) in lose:
@@ -178,6 +178,6 @@ def test_relay_plan_reaches_everyone_in_random_connected_meshes(seed):
 
 
 def test_relay_plan_hands_a_too_large_skip_set_back_small():
-    targets, skip = mesh.relay_plan(['x%d' % i for i in range(200)],
+    targets, skip = mesh_view.relay_plan(['x%d' % i for i in range(200)],
                                     {'a'}, None, 'me')
     assert targets == ['a'] and skip == ['me']

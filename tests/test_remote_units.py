@@ -10,7 +10,8 @@ from harness import Moonraker, wait_until
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 '..', 'klippy_extras'))
-from router import remote, tls, websocket   # noqa: E402
+from router.link import ws_transport as remote   # noqa: E402
+from router.link.sansio import tls, websocket   # noqa: E402
 
 wsproto = websocket.load_wsproto()
 needs_wsproto = pytest.mark.skipif(wsproto is None,
@@ -326,7 +327,7 @@ def test_a_frame_sent_after_moonrakers_close_fails_as_the_link_does():
     into the request's error), never raise anything else into the G-code
     command that sent it."""
     from wsproto.events import CloseConnection
-    from router.transport import TransportError
+    from router.link.transport import TransportError
     client = websocket.WsClient('h:1', '/klippysocket', [], 1000)
     server = server_side()
     handshake(client, server)

@@ -6,10 +6,11 @@
 #
 # This file may be distributed under the terms of the GNU GPLv3 license.
 import pytest
-from router import framing, rpc, session
-from router.session import (Close, Deliver, Healthy, PeerSession,
+from router.link.sansio import framing, rpc
+from router.peer.sansio import session
+from router.peer.sansio.session import (Close, Deliver, Healthy, PeerSession,
                             ReadyChanged, Report, Send, Serve)
-from router.subscriptions import Subscription
+from router.peer.sansio.subscriptions import Subscription
 
 READY_INFO = {'state': 'ready', 'state_message': 'Printer is ready',
               'app': 'Klipper'}
@@ -190,7 +191,7 @@ def test_keepalive_rtt_unresponsive_and_back():
 
 
 def test_keepalive_reply_is_taken_inline_only_when_it_changes_nothing():
-    # Link.take_now runs an inline_safe callback inside the fd callback,
+    # Link.take_now runs an inline reply's callback inside the fd callback,
     # where nothing may run that could close a link: the reply of a
     # keepalive to a peer that answers and knows this instance only
     # notes the round trip
@@ -198,14 +199,14 @@ def test_keepalive_reply_is_taken_inline_only_when_it_changes_nothing():
     d.handshake()
     d.take(d.s.tick()[0])
     ping = d.pending('info')[0]
-    assert ping.on_reply.inline_safe
+    assert ping.inline
     assert ping.on_reply(READY_INFO, None) == []
     d.sends.remove(ping)
     # After a timeout its reply makes the link ready again: not inline
     d.take(d.s.tick()[0])
     d.answer('info', error=rpc.Error('timed out', rpc.TIMEOUT))
     d.take(d.s.tick()[0])
-    assert not d.pending('info')[0].on_reply.inline_safe
+    assert not d.pending('info')[0].inline
     # A peer that did not know this instance is asked again (router/info):
     # what it answers may change the links, so not inline either
     d = Driver()
@@ -216,7 +217,7 @@ def test_keepalive_reply_is_taken_inline_only_when_it_changes_nothing():
     d.answer('objects/subscribe', {'status': {'webhooks': dict(WEBHOOKS)}})
     d.take(d.s.tick()[0])
     relearn = d.pending('router/info')
-    assert relearn and not relearn[0].on_reply.inline_safe
+    assert relearn and not relearn[0].inline
 
 
 def test_keepalive_that_could_not_be_sent_is_tried_again():

@@ -6,8 +6,9 @@
 #
 # This file may be distributed under the terms of the GNU GPLv3 license.
 import pytest
-from router import events, subscriptions
-from router.subscriptions import Subscription, SubscriptionSet
+from router.mesh.sansio import events
+from router.peer.sansio import subscriptions
+from router.peer.sansio.subscriptions import Subscription, SubscriptionSet
 
 
 # Subscriptions

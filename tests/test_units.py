@@ -6,7 +6,8 @@
 import json
 import pytest
 
-from router import backoff, framing, gcode_text, pace, rpc
+from router.common import gcode_text, timers
+from router.link.sansio import backoff, framing, rpc
 
 
 def test_encode_is_compact_and_refuses_nan():
@@ -109,13 +110,12 @@ def test_tracker_resolves_each_request_once():
         assert t.resolve(msg) is None
 
 
-def test_tracker_takes_inline_only_replies_whose_callback_allows_it():
+def test_tracker_takes_inline_only_replies_to_inline_requests():
     def safe(result, error):
         pass
-    safe.inline_safe = True
     t = rpc.RequestTracker(1 << 20)
     i1, _ = t.add('x', {}, 'not marked', 10., 0)
-    i2, _ = t.add('x', {}, safe, 10., 0)
+    i2, _ = t.add('x', {}, safe, 10., 0, inline=True)
     assert t.resolve({'id': i1, 'result': {}}, only_inline=True) is None
     assert t.resolve({'id': i2, 'error': 'e'}, only_inline=True)[0] is safe
     # The refused one is still pending, for the hand-off
@@ -254,25 +254,28 @@ def test_periodic_work_of_every_link_and_instance_shares_its_moments():
     # moments wake together, always strictly later, never a whole
     # interval late
     for start in (0., 3.99, 4., 4.01, 12345.678):
-        due = pace.next_due(start, 2.)
+        due = timers.next_due(start, 2.)
         assert start < due <= start + 2.
         assert due % 2. == 0.
-    assert pace.next_due(4.01, 2.) == pace.next_due(5.9, 2.) == 6.
-    assert pace.next_due(1.3, .25) == 1.5
+    assert timers.next_due(4.01, 2.) == timers.next_due(5.9, 2.) == 6.
+    assert timers.next_due(1.3, .25) == 1.5
 
 
 class TimerReactor:
     """What Link uses of klippy's reactor: timers and a clock."""
     NOW, NEVER = 0., 9999999999999999.
 
-    def __init__(self):
-        self.now = 100.
-
     def monotonic(self):
         return self.now
 
+    def __init__(self):
+        self.now = 100.
+        self.timers = []
+
     def register_timer(self, callback, waketime=NEVER):
-        return [callback, waketime]
+        timer = [callback, waketime]
+        self.timers.append(timer)
+        return timer
 
     def update_timer(self, timer, waketime):
         timer[1] = waketime
@@ -297,16 +300,15 @@ class SentFrames:
 
 
 def test_link_times_requests_out_by_the_earliest_deadline():
-    from router.link import Link
+    from router.link.link import Link
     reactor, transport = TimerReactor(), SentFrames()
     link = Link(reactor, transport, listener=None)
-    timer = link._timeout_timer
+    timer, = reactor.timers     # the link's only timer: its timeouts
     got = []
     def callback(result, error):
         got.append(error and error.kind)
-    callback.inline_safe = True
     for method, timeout in (('a', 5.), ('b', 2.), ('c', 9.)):
-        link.request(method, {}, callback, timeout)
+        link.request(method, {}, callback, timeout, inline=True)
     ids = {f['method']: f['id'] for f in transport.frames}
     assert timer[1] == 102.
     # A reply leaves the timer where it is while others are pending: it

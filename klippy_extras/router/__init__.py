@@ -7,7 +7,7 @@
 #
 # This file may be distributed under the terms of the GNU GPLv3 license.
 from .router import Router
-from .sections import load_section
+from .klipper.sections import load_section
 
 
 def load_config(config):

@@ -4,18 +4,20 @@
 #
 # This file may be distributed under the terms of the GNU GPLv3 license.
 import logging, os
-from . import commands, gcode_text, sections, status, trust
-from .bridge import Bridge
-from .callers import Callers
-from .discovery import Discovery, socket_key
-from .election import Election
-from .eventbus import EventBus
-from .lifecycle import Lifecycle
-from .peer import Peer, PeerOptions, address_of
-from .relay import MeshRelay
-from .runner import LocalRunner
-from .transport import drop_timer
-from .watch import Watcher
+from .common import gcode_text
+from .klipper import commands, sections, status
+from .peer.sansio import trust
+from .klipper.old_bridge import Bridge
+from .peer.callers import Callers
+from .mesh.discovery import Discovery, socket_key
+from .mesh.election import Election
+from .mesh.eventbus import EventBus
+from .klipper.lifecycle import Lifecycle
+from .peer.peer import Peer, PeerOptions, address_of
+from .mesh.relay import MeshRelay
+from .klipper.runner import LocalRunner
+from .common.timers import drop_timer
+from .peer.watch import Watcher
 
 READY_HOOK_FALLBACK = 2.   # s: ROUTER_ON_READY even without the self link
 
@@ -96,11 +98,15 @@ class Router:
     def peer_options(self, name, socket, allow=None):
         """Options of a peer that has no section: the defaults here."""
         return PeerOptions(
-            name, socket, self.request_timeout, self.reconnect_delay,
-            self.reconnect_max_delay, None, None, True,
-            self.allow if allow is None else allow)
+            name=name, socket=socket, request_timeout=self.request_timeout,
+            reconnect_delay=self.reconnect_delay,
+            reconnect_max_delay=self.reconnect_max_delay, on_connect=None,
+            on_disconnect=None, serve=True,
+            allow=self.allow if allow is None else allow)
 
-    own_real_socket = property(lambda self: self._own_socket)
+    @property
+    def own_real_socket(self):
+        return self._own_socket
 
     def _own_socket_path(self):
         args = self.printer.get_start_args()
@@ -258,7 +264,9 @@ class Router:
                                   peer.name)
 
     # Called by peers
-    is_ready = property(lambda self: self._ready)
+    @property
+    def is_ready(self):
+        return self._ready
 
     def peer_ready_changed(self, peer, ready, reason):
         if not peer.is_self:

@@ -1,0 +1,184 @@
+# Runs G-code on this instance for the router: hooks, callbacks, handlers
+#
+# Copyright (C) 2026  Klipper Router contributors
+#
+# This file may be distributed under the terms of the GNU GPLv3 license.
+import collections, logging
+from ..common.gcode_text import clean_text
+from ..common.timers import drop_timer
+
+MAX_QUEUED_JOBS = 1000
+SLICE = .002          # s of work before the drain yields to the reactor
+DROP_REPORT_INTERVAL = 5.
+MAX_REPORT = 300      # characters of one console report
+
+
+class LocalRunner:
+    """One job at a time, in order, from a reactor callback (never from an
+    fd callback, never inside a G-code handler: run_script there would
+    deadlock the G-code mutex). Errors are reported, never raised.
+    A job is (func, on_done, what): func() runs it and may raise a G-code
+    error; on_done(error) is told the outcome, or the error is reported."""
+    def __init__(self, printer, on_report=None):
+        self.printer = printer
+        self.reactor = printer.get_reactor()
+        self.gcode = printer.lookup_object('gcode')
+        self.on_report = on_report
+        self._jobs = collections.deque()
+        self._running = False
+        self._stopped = False
+        self.dropped = 0
+        self._reported_drops = 0
+        self._last_drop_report = -DROP_REPORT_INTERVAL
+        # One timer for every drain: cheaper than a register_callback (a
+        # timer made and dropped, and a completion) per job
+        self._timer = self.reactor.register_timer(self._drain_event)
+
+    def stop(self):
+        self._stopped = True
+        self._jobs.clear()
+        self._timer = drop_timer(self.reactor, self._timer)
+
+    def find_macro(self, name):
+        """The gcode_macro object whose command is NAME, or None."""
+        uname = name.upper()
+        for full_name, obj in self.printer.lookup_objects('gcode_macro'):
+            parts = full_name.split(None, 1)
+            if len(parts) == 2 and parts[1].upper() == uname:
+                return obj
+        return None
+
+    def is_ready(self):
+        return self.printer.get_state_message()[1] == 'ready'
+
+    # What can be queued
+    def run_script(self, script, what, on_done=None):
+        """on_done(error) is called once the script ran (error None) or
+        failed (the error text)."""
+        self._queue(lambda: self.gcode.run_script(script), on_done, what)
+
+    def run_template(self, template, what):
+        """Rendered when it runs, so it sees the printer state of then."""
+        if template is None:
+            return
+        self._queue(lambda: self._run_template(template), None, what)
+
+    def call_macro(self, name, params, what, missing_ok=False):
+        """Calls macro NAME with params as given: the values never pass the
+        G-code parser, so no text in them can add a parameter, and control
+        characters are spaces, so none can add a line to the macro."""
+        params = {k: clean_text(v) for k, v in params.items()}
+        self._queue(lambda: self._run_macro(name, params, missing_ok, what),
+                    None, what)
+
+    def _queue(self, func, on_done, what):
+        if self._stopped:
+            return
+        if len(self._jobs) >= MAX_QUEUED_JOBS:
+            self.dropped += 1
+            self._report_drops()
+            if on_done is not None:
+                on_done("this instance's router G-code queue is full")
+            return
+        self._jobs.append((func, on_done, what))
+        if not self._running and self._timer is not None:
+            self._running = True
+            self.reactor.update_timer(self._timer, self.reactor.NOW)
+
+    def _report_drops(self):
+        # Rate limited: a flood must not turn into a flood of messages
+        now = self.reactor.monotonic()
+        if now - self._last_drop_report < DROP_REPORT_INTERVAL:
+            return
+        self._last_drop_report = now
+        count = self.dropped - self._reported_drops
+        self._reported_drops = self.dropped
+        self.report("G-code queue full (%d waiting): %d callback(s) or"
+                    " handler(s) dropped" % (MAX_QUEUED_JOBS, count))
+
+    def _drain_event(self, eventtime):
+        self._drain(eventtime)
+        return self.reactor.NEVER
+
+    def _drain(self, eventtime):
+        reactor = self.reactor
+        slice_end = reactor.monotonic() + SLICE
+        try:
+            while self._jobs and not self._stopped:
+                if reactor.monotonic() > slice_end:
+                    # Let timers and fds run between jobs: back-to-back
+                    # macros would otherwise stall the reactor for as long
+                    # as the queue is.
+                    reactor.pause(reactor.NOW)
+                    slice_end = reactor.monotonic() + SLICE
+                    continue
+                func, on_done, what = self._jobs.popleft()
+                error = self._run_job(func, what)
+                if on_done is not None:
+                    try:
+                        on_done(error)
+                    except Exception:
+                        logging.exception("router: %s", what)
+                elif error is not None:
+                    self.report("%s failed: %s" % (what, error))
+        finally:
+            self._running = False
+
+    def _run_job(self, func, what):
+        try:
+            func()
+        except self.printer.command_error as e:
+            return str(e)
+        except Exception as e:
+            logging.exception("router: %s", what)
+            return "internal error %s" % (type(e).__name__,)
+        return None
+
+    def _run_template(self, template):
+        # What gcode.run_script does, in a form every template has: Kalico's
+        # Python templates ('!' prefix) have no render()
+        with self.gcode.get_mutex():
+            template.run_gcode_from_command()
+
+    def _run_macro(self, name, params, missing_ok, what):
+        macro = self.find_macro(name)
+        if macro is None:
+            if not missing_ok:
+                raise self.printer.command_error("no macro named %s"
+                                                 % (name,))
+            return
+        if not self.is_ready():
+            logging.info("router: %s skipped, printer not ready", what)
+            return
+        line = name.upper() + ''.join(
+            ' %s=%s' % (k, _show(v)) for k, v in params.items())
+        gcmd = self.gcode.create_gcode_command(name.upper(), line,
+                                               dict(params))
+        with self.gcode.get_mutex():
+            macro.cmd(gcmd)
+
+    def report(self, msg, peer=None):
+        """A failure that is not the answer to a command being run: an
+        informational console line ('//'), never '!!', which print hosts
+        on the pty take as a firmware error (OctoPrint cancels the print)."""
+        text = clean_text(msg).strip()
+        if len(text) > MAX_REPORT:
+            text = text[:MAX_REPORT - 3] + '...'
+        logging.info("router: %s", text)
+        if self.on_report is not None:
+            try:
+                self.on_report(text, peer)
+            except Exception:
+                logging.exception("router: cannot note report")
+        try:
+            self.gcode.respond_info("Router: %s" % (text,), log=False)
+        except Exception:
+            logging.exception("router: cannot report")
+
+
+def _show(value):
+    # For the command line shown in logs only; params carry the real value
+    text = str(value)
+    if not text or any(c in text for c in ' \t\n"\';#*='):
+        return repr(text)
+    return text

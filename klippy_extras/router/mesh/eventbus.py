@@ -1,0 +1,120 @@
+# Mesh events on klippy: running handlers here, fanning a trigger out to
+# the peers, and the endpoint through which peers deliver theirs.
+#
+# Copyright (C) 2026  Klipper Router contributors
+#
+# This file may be distributed under the terms of the GNU GPLv3 license.
+import logging
+from ..common import gcode_text
+from .sansio import events
+
+DELIVER = 'router/event/deliver'
+
+
+class EventBus:
+    def __init__(self, router):
+        self.router = router
+        self.runner = router.runner
+        self.table = events.EventTable()
+        webhooks = router.printer.lookup_object('webhooks')
+        webhooks.register_endpoint(DELIVER, self._handle_deliver)
+
+    # Handlers
+    def add_config_handlers(self, config, event):
+        for line in config.get('gcode').split('\n'):
+            if not line.strip():
+                continue
+            try:
+                handler = events.Handler(event, line)
+                handler.from_config = True
+                self.table.add(handler)
+            except ValueError as e:
+                raise config.error("Option 'gcode' in section '%s': %s"
+                                   % (config.get_name(), e))
+
+    def subscribe(self, event, gcode, target=None, kind='gcode'):
+        """Raises ValueError; returns False when it was there already."""
+        return self.table.add(events.Handler(event, gcode, target, kind))
+
+    def unsubscribe(self, event, gcode=None, target=None):
+        keep = [h for h in self.table.handlers(event)
+                if getattr(h, 'from_config', False)]
+        return self.table.remove(event, gcode, target, keep)
+
+    # Triggering
+    def trigger(self, event, context, source):
+        """Runs the handlers here and sends the event to the mesh, where
+        each instance runs it once. Returns {instance: reason} of those
+        known that it cannot reach now."""
+        self.dispatch(event, context, source)
+        self.router.relay.originate(event, context, source)
+        return self.router.relay.not_reached()
+
+    def dispatch(self, event, context, source):
+        """Runs this instance's handlers (and those it keeps for peers
+        without the module); returns how many."""
+        handlers = self.table.handlers(event)
+        for handler in handlers:
+            try:
+                self._run(handler, context, event, source)
+            except Exception:
+                logging.exception("router: event handler %s", handler.gcode)
+        return len(handlers)
+
+    def _run(self, handler, context, event, source):
+        what = "handler '%s' of event '%s'" % (handler.gcode, event)
+        if handler.kind == 'webhook':
+            self._run_webhook(handler, context, what)
+            return
+        try:
+            params = handler.build_params(context, event, source)
+        except KeyError as e:
+            self.runner.report("%s failed: the event has no value for {%s}"
+                               % (what, e.args[0]))
+            return
+        if handler.target is not None:
+            peer = self.router.peers.get(handler.target)
+            if peer is None or not peer.ready:
+                logging.info("router: %s skipped: '%s' not ready", what,
+                             handler.target)
+                return
+            line = gcode_text.command_line(handler.command, params)
+            def on_reply(result, error):
+                if error is not None:
+                    self.runner.report("%s on '%s' failed: %s"
+                                       % (what, peer.name, error), peer.name)
+            peer.request('gcode/script', {'script': line}, on_reply)
+        elif self.runner.find_macro(handler.command) is not None:
+            self.runner.call_macro(handler.command, params, what)
+        else:
+            # A native command gets its own parameters only: unknown extra
+            # ones would be errors for many commands.
+            own = {k: params[k] for k, v in handler.params}
+            self.runner.run_script(
+                gcode_text.command_line(handler.command, own), what)
+
+    def _run_webhook(self, handler, context, what):
+        target = handler.target
+        peer = self.router.peers.get(target) if target else None
+        if peer is None or not peer.ready:
+            logging.info("router: %s skipped: no ready target", what)
+            return
+        def on_reply(result, error):
+            if error is not None:
+                self.runner.report("%s on '%s' failed: %s"
+                                   % (what, peer.name, error), peer.name)
+        peer.request(handler.command, dict(context), on_reply)
+
+    # Delivery from a peer
+    def _handle_deliver(self, web_request):
+        self.router.callers.check(web_request, 'events')
+        event = events.check_event(web_request.get_str('event'))
+        source = gcode_text.check_name(web_request.get_str('source'))
+        if event is None or source is None:
+            raise web_request.error("invalid event or source name")
+        try:
+            context = events.check_context(web_request.get_dict('context',
+                                                                {}))
+        except ValueError as e:
+            raise web_request.error(str(e))
+        web_request.send({'handlers': self.dispatch(event, context, source)})

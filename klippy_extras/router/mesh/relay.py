@@ -1,0 +1,267 @@
+# Mesh events and cards on klippy's reactor: each event runs once on every
+# instance it can reach, around a link that fails; cards keep the view of
+# the mesh current. mesh.py holds the decisions, neighbors.py moves the
+# messages.
+#
+# Copyright (C) 2026  Klipper Router contributors
+#
+# This file may be distributed under the terms of the GNU GPLv3 license.
+import logging, time
+from ..common import gcode_text
+from ..link.sansio import framing
+from .sansio import events, view as mesh
+from .neighbors import BACKLOG, Neighbors
+from ..common.timers import next_due
+from ..common.timers import drop_timer
+
+TICK = .5                # s between checks of inbound links and acks
+MAX_HOPS = 16
+
+
+class MeshRelay:
+    def __init__(self, router, mesh_name):
+        self.router = router
+        self.reactor = router.reactor
+        self.view = mesh.MeshView(router.name, mesh_name, time.time())
+        self.seen = mesh.SeenIds()
+        self.retried = mesh.SeenIds()
+        self.links = Neighbors(router, self.receive, self._failed)
+        self._neighbors = frozenset()
+        self.election = None
+        self._timer = None
+
+    def attach_election(self, election):
+        """The election's lease messages go through here, and it hears
+        of every change of the view."""
+        self.election = election
+
+    def start(self):
+        self._timer = self.reactor.register_timer(
+            self._tick, next_due(self.reactor.monotonic(), TICK))
+
+    def stop(self):
+        self._timer = drop_timer(self.reactor, self._timer)
+        self.links.clear()
+
+    def neighbors(self):
+        return self.links.names()
+
+    def peer_linked(self, peer):
+        self.links.offer_way_back(peer)
+
+    def refresh(self):
+        """Recomputes this instance's card; sends it around if changed,
+        and every card held to a new neighbor."""
+        router = self.router
+        neighbors = self.neighbors()
+        plain = {p.kid for p in router.peers.values()
+                 if p.wants_serve and p.kid is not None}
+        serving = {p.kid for p in router.peers.values()
+                   if p.serving and not p.has_module and p.kid is not None}
+        changed = self.view.update_own(neighbors, plain, serving)
+        new = neighbors - self._neighbors
+        self._neighbors = neighbors
+        if changed:
+            self._flood_card(self.view.own, None)
+        if new:
+            cards = [mesh.card_to_wire(c) for c in self.view.all_cards()]
+            msg = framing.Encoded({'kind': 'cards', 'cards': cards})
+            for name in sorted(new):
+                self._send(name, msg, True)
+        if changed or new:
+            self.election.changed()
+
+    def _tick(self, eventtime):
+        self.links.check(eventtime)
+        self.refresh()
+        return next_due(eventtime, TICK)
+
+    def _send(self, name, msg, own=False):
+        # This instance's own events and cards queue like any request;
+        # what it passes on for others is dropped past a backlog
+        self.links.send(name, msg, limit=None if own else BACKLOG)
+
+    def send_lease(self, name, msg):
+        """A lease message to a neighbor, never relayed: what an instance
+        promises counts only from that instance."""
+        self.links.send(name, msg)
+
+    def _failed(self, name, msg, why):
+        """A message did not reach a neighbor: an event goes round the
+        failed link through the others (ids keep it to one run)."""
+        if msg.get('kind') == 'lease':
+            return    # asked again at the next renewal
+        if msg.get('kind') != 'event' or msg.get('to') == name:
+            logging.info("router: mesh message to '%s' lost: %s", name, why)
+            return
+        logging.info("router: event to '%s' goes round: %s", name, why)
+        self._retry(dict(msg, to=name), exclude={name})
+
+    def _retry(self, msg, exclude):
+        key = _key(msg) + (msg['to'],)
+        if not self.retried.first_time(key):
+            return
+        wire = framing.Encoded(msg)   # the same for each: encoded once
+        for n in sorted(self.neighbors() - set(exclude)):
+            self._send(n, wire)
+
+    def _flood_card(self, card, sender):
+        # The card's own instance sent it to its neighbors itself
+        skip = {sender, card.name} | (card.neighbors if sender else set())
+        msg = framing.Encoded({'kind': 'cards',
+                               'cards': [mesh.card_to_wire(card)]})
+        for n in sorted(self.neighbors() - skip):
+            self._send(n, msg, own=sender is None)
+
+    # Events
+    def originate(self, event, context, source):
+        """Sends a new event of this instance (for source: this one, or a
+        Klipper without the module that it serves) to the mesh."""
+        msg = {'kind': 'event', 'origin': self.router.name, 'source': source,
+               'id': mesh.new_event_id(), 'event': event, 'context': context,
+               'hops': 0}
+        self.seen.first_time(_key(msg))
+        self._relay(msg, [], None, own=True)
+
+    def _relay(self, msg, skip, sender, own=False):
+        targets, new_skip = mesh.relay_plan(skip, self.neighbors(), sender,
+                                            self.router.name)
+        out = dict(msg, skip=new_skip, hops=msg.get('hops', 0) + 1)
+        out.pop('to', None)
+        out = framing.Encoded(out)    # the same for each: encoded once
+        for name in targets:
+            self._send(name, out, own)
+
+    def not_reached(self):
+        """{name: why} of the instances known to the mesh that an event
+        cannot reach now."""
+        routes = self.view.routes()
+        missed = {}
+        for peer in self.router.peers.values():
+            if peer.name in routes:
+                if peer.ready and not peer.permits('events'):
+                    missed[peer.name] = ("it does not accept events from"
+                                         " '%s'" % (self.router.name,))
+            elif not peer.ready:
+                missed[peer.name] = peer.describe()
+            elif peer.has_module:
+                missed[peer.name] = peer.refusal('events')
+        for name in self.view.known() - set(routes) - set(missed):
+            missed[name] = "not reachable in the mesh"
+        return missed
+
+    # Receiving
+    def receive(self, sender, msg):
+        """One message from a neighbor. Bad messages are logged, never
+        raised: they come from another printer."""
+        try:
+            kind = msg.get('kind')
+            if kind == 'lease':
+                self.election.receive(sender, msg)
+            elif kind == 'cards':
+                self._receive_cards(sender, msg.get('cards'))
+            elif kind == 'event':
+                self._receive_event(sender, msg)
+        except (ValueError, TypeError, KeyError) as e:
+            logging.info("router: bad mesh message from '%s': %s", sender, e)
+        except Exception:
+            # Never out of a webhooks endpoint or the link's inbox: either
+            # would shut this printer down for another's message
+            logging.exception("router: mesh message from '%s'", sender)
+
+    def _receive_cards(self, sender, cards):
+        if not isinstance(cards, list) or len(cards) > mesh.MAX_CARDS + 1:
+            raise ValueError("cards is not a short list")
+        changed = False
+        neighbors = self.neighbors()
+        for data in cards:
+            card = mesh.card_from_wire(data)
+            # An instance's own card, from it, beats any passed on about it
+            if self.view.accept(card, direct=card.name == sender,
+                                neighbors=neighbors):
+                changed = True
+                self._flood_card(card, sender)
+        if changed:
+            self.election.changed()
+
+    def _receive_event(self, sender, msg):
+        if 'events' not in self.router.callers.allow_of(sender):
+            logging.info("router: event from '%s' refused (allow:)", sender)
+            return
+        origin = gcode_text.check_name(msg.get('origin'))
+        event = events.check_event(msg.get('event'))
+        ident = msg.get('id')
+        hops = msg.get('hops')
+        if (origin is None or event is None or not isinstance(ident, str)
+                or len(ident) > 64 or not isinstance(hops, int)):
+            raise ValueError("event without origin, name, id or hops")
+        skip = mesh.check_skip(msg.get('skip', []))
+        context = events.check_context(msg.get('context', {}))
+        source = gcode_text.check_name(msg.get('source', origin))
+        if source is None:
+            raise ValueError("event with an invalid source")
+        # Passed on as checked: the key of the same event is the same here
+        # and wherever it goes (_key)
+        msg = dict(msg, origin=origin, event=event, context=context,
+                   source=source)
+        key = _key(msg)
+        to = msg.get('to')
+        if to is not None and to != self.router.name:
+            # Going round a failed link towards 'to'
+            if hops < MAX_HOPS:
+                msg['hops'] = hops + 1
+                if to in self.neighbors():
+                    if self.retried.first_time(key + (to,)):
+                        self._send(to, dict(msg, to=None))
+                else:
+                    self._retry(msg, exclude={sender})
+            return
+        if not self.seen.first_time(key):
+            return
+        if source == self.router.name:
+            pass    # asked another instance to trigger it: ran here then
+        elif self._accepts(origin):
+            self.router.eventbus.dispatch(event, context, source)
+        else:
+            logging.info("router: event '%s' from '%s' not run here (allow:)",
+                         event, origin)
+        if hops < MAX_HOPS:
+            self._relay(msg, skip, sender)
+
+    def _accepts(self, origin):
+        """allow: of this instance applies to the event's origin."""
+        return (origin != self.router.name
+                and 'events' in self.router.callers.allow_of(origin))
+
+    # How each instance is reached, for printer.router and the list
+    def reached_name(self, name):
+        hop = self.view.routes().get(name)
+        if hop is None:
+            return 'not reached'
+        return 'direct' if hop == name else 'relayed via %s' % (hop,)
+
+    def reached(self, peer):
+        routes = self.view.routes()
+        if peer.has_module or peer.name in routes:
+            if peer.name not in routes and peer.ready:
+                return "connected, not linked (it does not list '%s')" % (
+                    self.router.name,)
+            return self.reached_name(peer.name)
+        if not peer.ready:
+            return 'not reached'
+        if peer.serving:
+            return 'direct, served here'
+        election = self.election
+        chosen = election.chosen(peer.kid) if peer.kid else None
+        if chosen is not None and chosen is not peer:
+            return 'direct, the same Klipper as %s' % (chosen.name,)
+        server = election.server_of(peer.kid) if peer.kid else None
+        if server not in (None, self.router.name):
+            return 'direct, served by %s' % (server,)
+        return 'direct'
+
+
+def _key(msg):
+    """The deduplication key of a checked event message."""
+    return mesh.event_key(msg['origin'], msg['id'], msg['event'],
+                          msg['context'], msg['source'])

@@ -1,0 +1,340 @@
+# A peer instance on klippy's reactor: its link, its keepalive timer, and
+# what its session asks for (session.py holds the protocol, without I/O)
+#
+# Copyright (C) 2026  Klipper Router contributors
+#
+# This file may be distributed under the terms of the GNU GPLv3 license.
+import collections, logging, os
+from ..link.sansio import rpc
+from ..mesh.sansio import lease
+from .sansio import session
+from ..common.gcode_text import command_line
+from ..link.sansio.backoff import Backoff
+from ..link.link import Link, LinkError
+from ..common.timers import next_due
+from .sansio.subscriptions import callback_params
+from ..link.ws_transport import WebSocketTransport
+from ..link.transport import UnixTransport
+from ..common.timers import drop_timer
+
+# What a peer that is connected but not ready still takes as G-code
+NOT_READY_COMMANDS = ('FIRMWARE_RESTART', 'RESTART', 'STATUS')
+
+# The options of one peer, as its [router NAME] section gives them
+# (remote: None for a local peer; module_required: only a discovered peer
+# must run the module, one that answers without it is dropped, router.py)
+PeerOptions = collections.namedtuple(
+    'PeerOptions', 'name socket request_timeout reconnect_delay'
+    ' reconnect_max_delay on_connect on_disconnect serve allow remote'
+    ' module_required', defaults=(None, False))
+
+
+def address_of(options):
+    if options.remote is not None:
+        return options.remote.url
+    return os.path.realpath(os.path.expanduser(options.socket))
+
+
+def _transport(reactor, options):
+    if options.remote is not None:
+        return WebSocketTransport(reactor, options.remote, None,
+                                  options.reconnect_delay,
+                                  options.reconnect_max_delay)
+    return UnixTransport(reactor, options.socket, None,
+                         options.reconnect_delay, options.reconnect_max_delay)
+
+
+class PeerError(Exception):
+    """A request could not be sent to the peer; the text says why."""
+
+
+class Peer:
+    def __init__(self, router, options, is_self=False, link=None):
+        self.router = router
+        self.reactor = router.reactor
+        self.options = options
+        self.name = options.name
+        self.is_self = is_self
+        self.allow = options.allow          # what the peer may do here
+        self.request_timeout = options.request_timeout
+        self.session = session.PeerSession(
+            options.name, router.name, self.reactor.monotonic, is_self,
+            options.serve, options.module_required)
+        self.subs = self.session.subs
+        if link is None:
+            link = Link(self.reactor, _transport(self.reactor, options), self)
+        else:
+            # A connection discovery opened: it becomes this peer's link
+            link.listener = self
+            link.transport.backoff = Backoff(options.reconnect_delay,
+                                             options.reconnect_max_delay)
+        self.link = link
+        # What identifies the instance across the mesh: its socket's real
+        # path, or the URL of its Moonraker bridge
+        self.address = address_of(options)
+        self.known_by = 'configured'        # or 'shared file', 'discovered'
+        self.dropped = False                # removed from the router
+        self.serving = False                # router/* registered on it
+        self.wants_serve = False            # a served peer, if elected
+        self.handing_over = False           # serving ends: calls dropped
+        self.kid = None                     # its Klipper's identity
+        self.dropped = 0                    # calls dropped since served
+        self.lapse = None                   # why the lease is not held
+        self.last_failure = ''
+        self._status_key = self._status = None
+        self._ping_timer = self.reactor.register_timer(self._ping_event)
+        self._actions = {
+            session.Send: self._send, session.Close: self._close,
+            session.Healthy: self._healthy, session.Serve: self._serve,
+            session.Deliver: self._deliver,
+            session.ReadyChanged: self._ready_changed,
+            session.Known: self._known,
+            session.Report: self._report,
+            session.LeaveAlone: self._leave_alone}
+
+    # What the session knows, for the router and the commands
+    @property
+    def ready(self):
+        return self.session.ready
+
+    @property
+    def has_module(self):
+        return self.session.has_module
+
+    @property
+    def remote_macros(self):
+        return self.session.remote_macros
+
+    @property
+    def state(self):
+        return self.session.state
+
+    @property
+    def may_be_candidate(self):
+        """Might this peer serve a Klipper this instance serves? One with
+        the module, or one not met yet, unless it is known not to run: no
+        process listens at its socket, or (another host) it cannot be
+        reached, which then cuts it from a Klipper here too."""
+        if self.is_self or not (self.has_module or self.session.info is None):
+            return False
+        if self.link.connected:
+            return True
+        return not (self.link.transport.nothing_listens
+                    or self.options.remote is not None)
+
+    def permits(self, action):
+        """Does the peer let this instance do that (its allow option)?"""
+        return self.session.permits(action)
+
+    def refusal(self, action):
+        return session.refusal(self.session, action)
+
+    def describe(self):
+        return session.describe(self.session, self.link.last_error)
+
+    # Lifecycle, called by the router
+    def start(self):
+        if self.link.connected:
+            self.link_up()     # taken over from discovery, already open
+        else:
+            self.link.start()
+
+    def stop(self):
+        self.link.stop()
+        self._ping_timer = drop_timer(self.reactor, self._ping_timer)
+
+    # Link listener
+    def link_up(self):
+        self.serving = self.wants_serve = self.handing_over = False
+        self.lapse = None
+        self._run(self.session.connected())
+
+    def link_down(self, reason):
+        was_serving = self.serving or self.wants_serve
+        self.serving = self.wants_serve = self.handing_over = False
+        self._run(self.session.closed(reason))
+        if was_serving:
+            self.router.mesh_changed()
+
+    def link_push(self, msg):
+        kind = msg.get('router')
+        if kind == 'call':
+            if self.options.module_required:
+                # Its router calls this one's endpoints: a remote-method
+                # call is only ever taken from a Klipper served here
+                logging.info("router: ignored remote call from '%s', an"
+                             " instance with the module", self.name)
+                return
+            self.router.bridge.handle_push(self, msg)
+        elif kind == 'mesh':
+            self.router.relay.links.handle_push(self, msg.get('params'))
+        else:
+            self._run(self.session.push(msg))
+
+    def _ping_event(self, eventtime):
+        actions, interval = self.session.tick()
+        self._run(actions)
+        return self.reactor.NEVER if interval is None else (
+            next_due(eventtime, interval))
+
+    # Carrying out the session's actions
+    def _run(self, actions):
+        for action in actions:
+            self._actions[type(action)](action)
+
+    def _send(self, send):
+        def on_reply(result, error):
+            self._run(send.on_reply(result, error))
+        try:
+            self.link.request(send.method, send.params, on_reply,
+                              send.timeout, send.priority, send.inline)
+        except LinkError as e:
+            logging.info("router: %s: %s not sent: %s", self.name,
+                         send.method, e)
+            self._run(send.on_reply(None, rpc.Error(str(e), rpc.LOCAL)))
+
+    def _close(self, close):
+        self.link.close(close.reason)
+
+    def _healthy(self, _healthy):
+        self.link.note_healthy()
+        if self._ping_timer is not None and not self.is_self:
+            self.reactor.update_timer(self._ping_timer, next_due(
+                self.reactor.monotonic(), session.PING_INTERVAL))
+
+    def _serve(self, serve):
+        if self.is_self:
+            self.router.bridge.serve(self)
+        elif self.options.module_required:
+            pass    # never served (the session does not ask it either)
+        else:
+            # A Klipper without the module: served by one instance of the
+            # mesh (election.py), known by what it says of itself
+            self.kid = lease.klipper_id(self.session.info, self.address)
+            logging.info("router: %s is Klipper %s (%s)", self.name,
+                         self.kid, lease.describe_info(self.session.info,
+                                                       self.address))
+            self.wants_serve = True
+            self.router.mesh_changed()
+
+    def stop_serving(self, why):
+        """Closes the link once the Klipper has answered one more request:
+        every call it pushed before that answer is read (and dropped) here
+        first, so none is lost unreported in the socket."""
+        logging.info("router: %s: no longer served here: %s", self.name, why)
+        link = self.link
+        def on_reply(result, error):
+            if self.handing_over and link.connected:
+                link.close("handing over: %s" % (why,))
+        try:
+            link.request('info', {}, on_reply, session.PING_TIMEOUT)
+        except LinkError:
+            link.close("handing over: %s" % (why,))
+
+    def _deliver(self, deliver):
+        for sub, values in deliver.changes:
+            if not sub.callback:
+                continue
+            what = ("callback %s of the subscription to '%s'"
+                    % (sub.callback, self.name))
+            params = callback_params(self.name, values)
+            if sub.runs_on is None:
+                self.router.runner.call_macro(sub.callback, params, what)
+            else:
+                # For a peer without the module: a G-code line it parses
+                self.router.run_line_on(sub.runs_on,
+                                        command_line(sub.callback, params),
+                                        what)
+
+    def _ready_changed(self, change):
+        logging.info("router: peer %s: %s", self.name, self.describe())
+        self.router.peer_ready_changed(self, change.ready, change.reason)
+
+    def _known(self, known):
+        if self.ready:
+            self.router.peer_ready_changed(self, True, 'known')
+
+    def _leave_alone(self, leave):
+        # The router drops this peer; its link is closed now
+        self.link.close(leave.reason)
+        self.router.leave_alone(self, leave.reason)
+
+    def _report(self, report):
+        self.router.runner.report(report.text, self.name)
+
+    # Subscriptions to the peer's objects, merged into one per connection
+    def subscribe(self, sub):
+        """Raises ValueError (see SubscriptionSet.add)."""
+        self.subs.add(sub)
+        self._run(self.session.subscriptions_changed())
+
+    def unsubscribe(self, key):
+        if self.subs.remove(key):
+            self._run(self.session.subscriptions_changed())
+
+    # Requests
+    def request(self, method, params, callback, timeout=None, inline=False):
+        """callback(result, error) runs once, from a reactor callback."""
+        if timeout is None:
+            timeout = self.request_timeout
+        try:
+            return self.link.request(method, params, callback, timeout,
+                                     inline=inline)
+        except LinkError as e:
+            raise PeerError(str(e))
+
+    def check_ready(self, script=None):
+        """Raises PeerError saying why G-code cannot go to the peer now."""
+        if self.session.phase == session.READY:
+            return
+        words = (script or '').split()[:1]
+        why = session.unavailable(
+            self.session, self.link.last_error,
+            restart=bool(words) and words[0].upper() in NOT_READY_COMMANDS)
+        if why is not None:
+            raise PeerError(why)
+
+    def run_script(self, script, callback, timeout=None, inline=False):
+        self.check_ready(script)
+        if not self.session.permits('gcode'):
+            raise PeerError(self.refusal('gcode'))
+        # A peer with the module checks its allow option on router/gcode
+        method = 'router/gcode' if self.session.has_module else 'gcode/script'
+        return self.request(method, {'script': script}, callback, timeout,
+                            inline)
+
+    def run_line(self, line, what):
+        """Fire and forget, errors reported here."""
+        def on_reply(result, error):
+            if error is not None:
+                self.router.runner.report("%s on '%s' failed: %s"
+                                          % (what, self.name, error),
+                                          self.name)
+        try:
+            self.run_script(line, on_reply)
+        except PeerError as e:
+            logging.info("router: %s not run on '%s': %s", what, self.name,
+                         e)
+
+    # Status
+    def note_failure(self, text):
+        self.last_failure = text
+
+    def get_status(self):
+        # Cached against every value it shows: a change of any of them
+        # builds a new dict (Klipper's subscribers compare them).
+        s = self.session
+        key = (s.session_up, s.ready, s.state, s.state_message,
+               s.responsive, self.link.last_error, s.has_module,
+               self.last_failure, self.subs.version)
+        if key != self._status_key:
+            self._status_key = key
+            self._status = {
+                'connected': s.session_up, 'ready': s.ready,
+                'state': s.state, 'state_message': s.state_message,
+                'responsive': s.responsive,
+                'last_error': self.link.last_error,
+                'last_failure': self.last_failure,
+                'module': s.has_module,
+                'objects': self.subs.mirror_copy()}
+        return self._status
