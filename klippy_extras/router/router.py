@@ -5,19 +5,23 @@
 # This file may be distributed under the terms of the GNU GPLv3 license.
 import logging, os
 from .common import gcode_text
-from .klipper import commands, sections, status
-from .peer.sansio import trust
-from .klipper.old_bridge import Bridge
+from .common.timers import drop_timer
 from .peer.callers import Callers
+from .peer.peer import Peer, PeerHooks, PeerOptions, address_of
+from .peer.peers import PeerTable
+from .peer.sansio import trust
+from .peer.watch import Watcher
 from .mesh.discovery import Discovery, socket_key
 from .mesh.election import Election
 from .mesh.eventbus import EventBus
-from .klipper.lifecycle import Lifecycle
-from .peer.peer import Peer, PeerOptions, address_of
+from .mesh.neighbors import Neighbors
 from .mesh.relay import MeshRelay
+from .klipper import commands, sections
+from .klipper.event_commands import EventCommands
+from .klipper.lifecycle import Lifecycle
+from .klipper.old_bridge import Bridge
 from .klipper.runner import LocalRunner
-from .common.timers import drop_timer
-from .peer.watch import Watcher
+from .klipper.status import Status
 
 READY_HOOK_FALLBACK = 2.   # s: ROUTER_ON_READY even without the self link
 
@@ -27,42 +31,64 @@ def _real_path(path):
 
 
 class Router:
+    """Reads [router], makes the parts and wires them to each other;
+    sections.py adds the peers. The parts get what they use, never this
+    object (docs/Architecture.md)."""
     def __init__(self, config):
-        self.printer = config.get_printer()
-        self.reactor = self.printer.get_reactor()
+        self.printer = printer = config.get_printer()
+        self.reactor = printer.get_reactor()
         self._read_options(config)
-        self.peers = {}
+        self.peers = peers = PeerTable(self.name)
         self._own_socket = self._own_socket_path()
         self._ready = False
-        self.has_own_section = False   # a mesh file lists this instance
-        self.runner = LocalRunner(self.printer, self._note_report)
-        self.lifecycle = Lifecycle(self)
-        self.gcode = self.printer.lookup_object('gcode')
-        self.gcode_macro = self.printer.load_object(config, 'gcode_macro')
-        self.bridge = Bridge(self)
-        self.eventbus = EventBus(self)
-        self.self_peer = None
-        if self._own_socket is not None:
-            self.self_peer = Peer(self, self.peer_options(
-                self.name, self._own_socket, trust.ALL)._replace(
-                    serve=False), is_self=True)
         self._ready_hook_done = False
         self._methods_registered = False
         self._ready_hook_timer = None
-        self.callers = Callers(self)
-        self.watcher = Watcher(self)
-        self.relay = MeshRelay(self, self.mesh)
-        self.election = Election(self, self.bridge, self.relay,
-                                 self.lifecycle)
-        self.bridge.election = self.election
-        self.relay.attach_election(self.election)
+        self.gcode = printer.lookup_object('gcode')
+        self.gcode_macro = printer.load_object(config, 'gcode_macro')
+        self.runner = LocalRunner(printer, self._note_report)
+        self.lifecycle = Lifecycle(peers, self.runner, self.is_ready)
+        self.callers = Callers(printer, peers, self.mesh, self.allow_unlisted)
+        self.bridge = Bridge(printer, peers, self.runner, self.callers,
+                             self.request_timeout)
+        self.eventbus = EventBus(printer, peers, self.runner, self.callers)
+        self.watcher = Watcher(printer, self.callers)
+        neighbors = Neighbors(printer, peers, self.callers,
+                              self.mesh_changed)
+        self.relay = MeshRelay(self.reactor, peers, self.mesh, self.callers,
+                               neighbors, self.eventbus.dispatch)
+        self.eventbus.connect(self.relay)
+        self.election = Election(self.reactor, peers, self.bridge,
+                                 self.relay, self.lifecycle)
+        self.relay.connect(self.election)
+        self.status = Status(printer, peers, self.mesh, self.relay)
+        self.bridge.connect(self.election, self.eventbus,
+                            self.status.printers_list,
+                            self.own_methods_registered)
+        self.hooks = PeerHooks(
+            own_name=self.name, runner=self.runner,
+            ready_changed=self.peer_ready_changed, changed=self.mesh_changed,
+            pushes={'call': self.bridge.handle_push,
+                    'mesh': neighbors.handle_push},
+            run_line_on=self.run_line_on, left_alone=self.leave_alone,
+            serve_own=self.bridge.serve)
+        if self._own_socket is not None:
+            peers.self_peer = Peer(self.reactor, self.peer_options(
+                self.name, self._own_socket, trust.ALL)._replace(
+                    serve=False), self.hooks, is_self=True)
         self.discovery = None
         if self.discover:
-            self.discovery = Discovery(self, self.discover)
-        self.printer.register_event_handler("klippy:ready", self._on_ready)
-        self.printer.register_event_handler("klippy:disconnect",
-                                            self._on_disconnect)
-        commands.register(self)
+            self.discovery = Discovery(self.reactor, peers, self.discover,
+                                       self.mesh, self._own_socket,
+                                       self.add_discovered)
+            self.callers.on_stranger = self.discovery.scan_soon
+        printer.register_event_handler("klippy:ready", self._on_ready)
+        printer.register_event_handler("klippy:disconnect",
+                                       self._on_disconnect)
+        commands.register(self.gcode, commands.RouterCommands(
+            printer, peers, self.runner, self.status))
+        commands.register(self.gcode, EventCommands(self.eventbus,
+                                                    self.name))
         # Links start once the reactor runs, whatever the start-up gives:
         # an instance in startup, error or shutdown stays in the mesh, seen
         # by its peers and restartable from them.
@@ -104,10 +130,6 @@ class Router:
             on_disconnect=None, serve=True,
             allow=self.allow if allow is None else allow)
 
-    @property
-    def own_real_socket(self):
-        return self._own_socket
-
     def _own_socket_path(self):
         args = self.printer.get_start_args()
         path = args.get('apiserver') or args.get('apiserver_file')
@@ -120,7 +142,7 @@ class Router:
         config.error when its socket is another one."""
         if name != self.name:
             return False
-        self.has_own_section = True
+        self.peers.shared_file = True
         if self._own_socket is not None and socket is not None and (
                 _real_path(socket) != self._own_socket):
             raise config.error(
@@ -136,7 +158,8 @@ class Router:
         if problem is not None:
             raise config.error("Section '%s': %s" % (config.get_name(),
                                                      problem))
-        peer = self.peers[options.name] = Peer(self, options)
+        peer = self.peers[options.name] = Peer(self.reactor, options,
+                                               self.hooks)
         return peer
 
     def peer_problem(self, options):
@@ -157,17 +180,9 @@ class Router:
                     'socket' if options.remote is None else 'url', address))
         return None
 
-    def lookup_peer(self, name):
-        """The Peer for a TARGET value, or None (names are case-free)."""
-        # A name as configured is one dict lookup, on every hop
-        peer = self.peers.get(name)
-        if peer is not None:
-            return peer
-        return self.peers.get(gcode_text.check_name(name) or '')
-
     # Lifecycle
     def _start_links(self, eventtime):
-        for peer in self.all_links():
+        for peer in self.peers.all_links():
             peer.start()
         self.relay.start()
         self.election.start()
@@ -175,14 +190,16 @@ class Router:
             self.discovery.start()
         return self.reactor.NEVER
 
-    def add_discovered(self, options, link):
+    def add_discovered(self, name, path, link):
         """A peer found by discover:, on the link that found it; False if
         it cannot be added. It answered the probe as an instance with the
         module, and stays one: never served as a Klipper without it."""
-        options = options._replace(serve=False, module_required=True)
+        options = self.peer_options(name, path)._replace(
+            serve=False, module_required=True)
         if self.peer_problem(options) is not None:
             return False
-        peer = self.peers[options.name] = Peer(self, options, link=link)
+        peer = self.peers[options.name] = Peer(self.reactor, options,
+                                               self.hooks, link=link)
         peer.known_by = 'discovered'
         peer.start()
         return True
@@ -192,9 +209,9 @@ class Router:
         its link, closed now): dropped, its socket left alone until the
         file changes. From the link's callback: the peer goes on the next
         reactor pass, outside it."""
-        if peer.dropped or self.discovery is None:
+        if peer.removed or self.discovery is None:
             return
-        peer.dropped = True
+        peer.removed = True
         key = socket_key(peer.address)   # the socket file that said so
         self.reactor.register_callback(
             lambda eventtime: self._drop_peer(peer, key, why))
@@ -239,12 +256,6 @@ class Router:
                                    "hook ROUTER_ON_READY", missing_ok=True)
         return self.reactor.NEVER
 
-    def all_links(self):
-        links = list(self.peers.values())
-        if self.self_peer is not None:
-            links.append(self.self_peer)
-        return links
-
     def _on_disconnect(self):
         # Must never raise: one raise skips every later disconnect handler.
         self._ready = False
@@ -256,7 +267,7 @@ class Router:
                      self.watcher):
             if part is not None:
                 part.stop()
-        for peer in self.all_links():
+        for peer in self.peers.all_links():
             try:
                 peer.stop()
             except Exception:
@@ -264,7 +275,6 @@ class Router:
                                   peer.name)
 
     # Called by peers
-    @property
     def is_ready(self):
         return self._ready
 
@@ -284,9 +294,6 @@ class Router:
         if peer is not None:
             peer.run_line(line, what)
 
-    def printers_list(self):
-        return status.printers_list(self)
-
     def _note_report(self, text, peer_name):
         peer = self.peers.get(peer_name or '')
         if peer is not None:
@@ -294,4 +301,4 @@ class Router:
 
     # printer.router: built on every call, so it is never stale
     def get_status(self, eventtime=None):
-        return status.router_status(self)
+        return self.status.router_status()

@@ -7,7 +7,6 @@ import json
 from ..common import gcode_text
 from ..link.sansio import rpc
 from ..peer.sansio import session, subscriptions
-from .event_commands import EventCommands
 from ..peer.peer import PeerError
 
 
@@ -15,10 +14,13 @@ from ..peer.peer import PeerError
 class RouterCommands:
     """Handlers meet bad input with gcmd.error (a '!!' line) only: any
     other exception in a G-code handler shuts the printer down."""
-    def __init__(self, router):
-        self.router = router
-        self.printer = router.printer
-        self.reactor = router.reactor
+    def __init__(self, printer, peers, runner, status):
+        self.printer = printer
+        self.reactor = printer.get_reactor()
+        self.gcode = printer.lookup_object('gcode')
+        self.peers = peers
+        self.runner = runner
+        self.status = status
 
     def commands(self):
         """(name, handler, help) of each command, for registering."""
@@ -38,9 +40,9 @@ class RouterCommands:
 
     def _target(self, gcmd):
         target = gcmd.get('TARGET')
-        peer = self.router.lookup_peer(target)
+        peer = self.peers.lookup(target)
         if peer is None:
-            known = ', '.join(sorted(self.router.peers)) or 'none configured'
+            known = ', '.join(sorted(self.peers)) or 'none configured'
             raise gcmd.error("Unknown TARGET '%s' (peers: %s)"
                              % (target, known))
         return peer
@@ -58,15 +60,15 @@ class RouterCommands:
     cmd_ROUTER_PRINTERS_LIST_help = "List the router's peers and their state"
     def cmd_ROUTER_PRINTERS_LIST(self, gcmd):
         now = self.reactor.monotonic()
-        router = self.router
+        peers = self.peers
         lines = ["Router '%s' (mesh '%s'): %d peer(s)" % (
-            router.name, router.mesh, len(router.peers))]
-        listed = {p['name']: p for p in router.printers_list()}
-        for name, peer in sorted(router.peers.items()):
+            peers.own_name, self.status.mesh, len(peers))]
+        listed = {p['name']: p for p in self.status.printers_list()}
+        for name, peer in sorted(peers.items()):
             lines.append("%s: %s; %s, %s" % (
                 name, describe_link(peer, now), listed[name]['known_by'],
                 listed[name]['reached']))
-        for name in sorted(set(listed) - set(router.peers) - {router.name}):
+        for name in sorted(set(listed) - set(peers) - {peers.own_name}):
             lines.append("%s: known from the mesh, %s" % (
                 name, listed[name]['reached']))
         gcmd.respond_info("\n".join(lines), log=False)
@@ -76,9 +78,9 @@ class RouterCommands:
         " [WAIT=0|1] [TIMEOUT=<s>]")
     def cmd_ROUTER_GCODE_SCRIPT(self, gcmd):
         target = gcmd.get('TARGET')
-        peer = self.router.lookup_peer(target)
+        peer = self.peers.lookup(target)
         is_self = peer is None and (gcode_text.check_name(target)
-                                    == self.router.name)
+                                    == self.peers.own_name)
         if peer is None and not is_self:
             peer = self._target(gcmd)   # says why
         # One command line, sent as it is: no escape in it can become a
@@ -94,16 +96,16 @@ class RouterCommands:
         if is_self:
             # Symmetric configs may name this instance as a target
             if wait:
-                self.router.gcode.run_script_from_command(script)
+                self.gcode.run_script_from_command(script)
             else:
-                self.router.runner.run_script(script, "script on '%s'"
-                                              % (self.router.name,))
+                self.runner.run_script(script, "script on '%s'"
+                                              % (self.peers.own_name,))
             return
         timeout = self._timeout(gcmd, peer.request_timeout)
         if not wait:
             def report(result, error):
                 if error is not None:
-                    self.router.runner.report(
+                    self.runner.report(
                         "script on '%s' failed: %s" % (peer.name, error),
                         peer.name)
             self._send_script(gcmd, peer, script, report, timeout)
@@ -163,9 +165,9 @@ class RouterCommands:
                              "target\")" % (e,))
 
     def _peer_target(self, gcmd):
-        if gcode_text.check_name(gcmd.get('TARGET')) == self.router.name:
+        if gcode_text.check_name(gcmd.get('TARGET')) == self.peers.own_name:
             raise gcmd.error("TARGET '%s' is this instance; read its objects"
-                             " with printer.<object>" % (self.router.name,))
+                             " with printer.<object>" % (self.peers.own_name,))
         return self._target(gcmd)
 
     cmd_ROUTER_OBJECTS_LIST_help = "List another instance's printer objects"
@@ -257,7 +259,7 @@ class RouterCommands:
             return ''
         if not gcode_text.MACRO_RE.match(callback):
             raise gcmd.error("CALLBACK '%s' is not a macro name" % (callback,))
-        if must_exist and self.router.runner.find_macro(callback) is None:
+        if must_exist and self.runner.find_macro(callback) is None:
             raise gcmd.error("CALLBACK: no [gcode_macro %s] in this config"
                              % (callback,))
         return callback
@@ -304,10 +306,8 @@ def describe_link(peer, now):
     return text
 
 
-def register(router):
+def register(gcode, handlers):
     """Every ROUTER_* command works while this printer is not ready too
     (it can still tell its peers)."""
-    for handlers in (RouterCommands(router), EventCommands(router)):
-        for name, handler, desc in handlers.commands():
-            router.gcode.register_command(name, handler, when_not_ready=True,
-                                          desc=desc)
+    for name, handler, desc in handlers.commands():
+        gcode.register_command(name, handler, when_not_ready=True, desc=desc)

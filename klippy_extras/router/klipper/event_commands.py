@@ -8,8 +8,9 @@ from ..mesh.sansio import events
 
 class EventCommands:
     """Bad input is a gcmd.error only, as for every ROUTER_* command."""
-    def __init__(self, router):
-        self.router = router
+    def __init__(self, eventbus, own_name):
+        self.eventbus = eventbus
+        self.own_name = own_name
 
     def commands(self):
         """(name, handler, help) of each command, for registering."""
@@ -35,7 +36,7 @@ class EventCommands:
         event = self._event(gcmd)
         gcode = gcmd.get('GCODE')
         try:
-            added = self.router.eventbus.subscribe(event, gcode)
+            added = self.eventbus.subscribe(event, gcode)
         except ValueError as e:
             raise gcmd.error("ROUTER_EVENT_SUBSCRIBE: %s" % (e,))
         gcmd.respond_info("Event '%s' runs %s%s" % (
@@ -47,7 +48,7 @@ class EventCommands:
     def cmd_ROUTER_EVENT_UNSUBSCRIBE(self, gcmd):
         event = self._event(gcmd)
         try:
-            count = self.router.eventbus.unsubscribe(event,
+            count = self.eventbus.unsubscribe(event,
                                                      gcmd.get('GCODE', None))
         except ValueError as e:
             raise gcmd.error("ROUTER_EVENT_UNSUBSCRIBE: %s" % (e,))
@@ -73,8 +74,8 @@ class EventCommands:
                 raise gcmd.error("ROUTER_EVENT_TRIGGER: '%s' cannot be a"
                                  " context key" % (key,))
             context[key] = value
-        missed = self.router.eventbus.trigger(event, context,
-                                              self.router.name)
+        missed = self.eventbus.trigger(event, context,
+                                              self.own_name)
         if missed:
             gcmd.respond_info("Event '%s' did not reach: %s" % (
                 event, ', '.join('%s (%s)' % item

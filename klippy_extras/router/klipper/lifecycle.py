@@ -9,15 +9,16 @@ from ..common import gcode_text
 
 
 class Lifecycle:
-    def __init__(self, router):
-        self.router = router
-        self.runner = router.runner
+    def __init__(self, peers, runner, is_ready):
+        self.peers = peers
+        self.runner = runner
+        self.is_ready = is_ready     # () -> is this instance ready?
         self.announced = set()   # peers whose on_connect hooks ran
 
     def peer_ready_changed(self, peer, ready, reason):
         # Hooks are G-code: none runs before this instance is ready. Each
         # ready peer is announced once, and its loss once.
-        if (peer.is_self or not self.router.is_ready
+        if (peer.is_self or not self.is_ready()
                 or ready == (peer.name in self.announced)):
             return
         if ready:
@@ -38,7 +39,7 @@ class Lifecycle:
                                % (macro, peer.name), missing_ok=True)
 
     def _served(self):
-        return [p for p in self.router.peers.values()
+        return [p for p in self.peers.values()
                 if p.name in self.announced and not p.has_module
                 and p.serving]
 
@@ -55,7 +56,7 @@ class Lifecycle:
             return
         if 'ROUTER_ON_READY' in peer.remote_macros:
             peer.run_line('ROUTER_ON_READY', 'hook ROUTER_ON_READY')
-        for name in [self.router.name] + sorted(self.announced
+        for name in [self.peers.own_name] + sorted(self.announced
                                                 - {peer.name}):
             self._stock_macro(peer, 'ROUTER_ON_CONNECTED', name)
 

@@ -95,12 +95,17 @@ def objects_param(params):
 
 
 class Bridge:
-    def __init__(self, router):
-        self.router = router
-        # Decides whether a served peer's call runs here (its lease)
-        self.election = None
-        self.reactor = router.reactor
-        self.runner = router.runner
+    def __init__(self, printer, peers, runner, callers, request_timeout):
+        self.printer = printer
+        self.reactor = printer.get_reactor()
+        self.peers = peers
+        self.runner = runner
+        self.callers = callers
+        self.request_timeout = request_timeout
+        # Set by connect(): the parts of the mesh and of this instance
+        # that its methods use
+        self.election = self.eventbus = None
+        self.printers_list = self.on_own_registered = None
         self.handlers = {
             'router/gcode/script': self._gcode_script,
             'router/event/subscribe': self._event_subscribe,
@@ -109,16 +114,25 @@ class Bridge:
             'router/objects/list': self._objects_list,
             'router/objects/query': self._objects_query,
             'router/objects/subscribe': self._objects_subscribe}
-        webhooks = router.printer.lookup_object('webhooks')
+        webhooks = printer.lookup_object('webhooks')
         for method in METHODS:
             webhooks.register_endpoint(method, self._handle_endpoint)
+
+    def connect(self, election, eventbus, printers_list, on_own_registered):
+        """election decides whether a served peer's call runs here (its
+        lease); printers_list() is router/printers/list's answer;
+        on_own_registered() once this instance's own methods are."""
+        self.election = election
+        self.eventbus = eventbus
+        self.printers_list = printers_list
+        self.on_own_registered = on_own_registered
 
     def serve(self, peer):
         """Takes the old bridge's calls of the peer's macros (or of this
         instance's own, on its own link)."""
         peer.serving = True
-        peer.dropped = 0
-        register_remote_methods(peer, self.router.own_methods_registered
+        peer.calls_dropped = 0
+        register_remote_methods(peer, self.on_own_registered
                                 if peer.is_self else (lambda: None))
 
     # Entry points
@@ -129,11 +143,11 @@ class Bridge:
         params = web_request.params
         if not isinstance(params, dict):
             raise web_request.error("params must be an object")
-        who = self.router.callers.caller_of(web_request)
+        who = self.callers.caller_of(web_request)
         completion = self.reactor.completion()
         self.call(web_request.get_method(), params, who,
                   lambda res, err: completion.complete((res, err)))
-        timeout = self.router.request_timeout
+        timeout = self.request_timeout
         result, error = completion.wait(
             self.reactor.monotonic() + timeout + 1.,
             (None, rpc.Error("timed out", rpc.TIMEOUT)))
@@ -159,9 +173,9 @@ class Bridge:
             logging.info("router: ignored remote call %.200r", msg)
             return
         if peer.is_self:
-            who = trust.Caller.local(self.router.name)
+            who = trust.Caller.local(self.peers.own_name)
         else:
-            who = trust.Caller.served(peer, self.router.name)
+            who = trust.Caller.served(peer, self.peers.own_name)
         def done(result, error):
             if error is not None:
                 self.runner.report("%s from '%s' failed: %s"
@@ -174,17 +188,17 @@ class Bridge:
     def _drop(self, peer, method, params):
         """A call of a served Klipper while this instance does not hold
         the lease: another may run it, so it never runs here."""
-        peer.dropped += 1
+        peer.calls_dropped += 1
         why = peer.lapse or "another instance serves it now"
         logging.info("router: dropped call %d from '%s': %.40r %.300r (%s)",
-                     peer.dropped, peer.name, method, params, why)
-        if peer.dropped <= SHOWN_DROPS:
+                     peer.calls_dropped, peer.name, method, params, why)
+        if peer.calls_dropped <= SHOWN_DROPS:
             self.runner.report(
                 "%s from '%s' dropped: this instance does not hold the"
                 " lease to serve it now (%s)%s" % (
                     method, peer.name, why,
                     "; further drops only in klippy.log"
-                    if peer.dropped == SHOWN_DROPS else ""), peer.name)
+                    if peer.calls_dropped == SHOWN_DROPS else ""), peer.name)
 
     def call(self, method, params, who, done):
         """Runs one method for who (a trust.Caller); done(result, error)
@@ -193,7 +207,7 @@ class Bridge:
             self.handlers[method](params, who, done)
         except (BridgeError, trust.Refused, ValueError) as e:
             done(None, str(e))
-        except self.router.printer.command_error as e:
+        except self.printer.command_error as e:
             done(None, str(e))
         except Exception as e:
             logging.exception("router: %s", method)
@@ -203,12 +217,12 @@ class Bridge:
     def _peer(self, name, allow_self=True):
         """The Peer for a target name; this instance is its self link."""
         canon = gcode_text.check_name(name) if isinstance(name, str) else None
-        if canon == self.router.name and allow_self:
-            peer = self.router.self_peer
+        if canon == self.peers.own_name and allow_self:
+            peer = self.peers.self_peer
             if peer is None:
                 raise BridgeError("this instance has no API socket")
             return peer
-        peer = self.router.peers.get(canon or '')
+        peer = self.peers.get(canon or '')
         if peer is None:
             raise BridgeError("unknown target %.40r" % (name,))
         return peer
@@ -261,13 +275,13 @@ class Bridge:
         kind = params.get('callback_type', 'gcode')
         if kind not in ('gcode', 'webhook'):
             raise BridgeError("callback_type must be gcode or webhook")
-        own = who.peer.name if who.peer is not None else self.router.name
+        own = who.peer.name if who.peer is not None else self.peers.own_name
         peer = self._peer(params.get('callback_target') or own)
         if peer.name != own or who.peer is None:
             # A handler that runs G-code (or calls an endpoint) anywhere
             # but on a served caller itself is G-code done by this instance
             who.require('gcode')
-        bus = self.router.eventbus
+        bus = self.eventbus
         if peer.is_self:
             if kind == 'webhook':
                 raise BridgeError("a webhook callback needs a callback_target"
@@ -287,12 +301,12 @@ class Bridge:
         event = event_param(params)
         context = params.get('context') or {}
         events.check_context(context)
-        missed = self.router.eventbus.trigger(event, context, who.name)
+        missed = self.eventbus.trigger(event, context, who.name)
         done({'event': event, 'not_reached': missed}, None)
 
     def _printers_list(self, params, who, done):
         who.require('query')
-        printers = self.router.printers_list()
+        printers = self.printers_list()
         callback = callback_param(params, who)
         if callback:
             self._run_callback(who, callback, {

@@ -35,9 +35,12 @@ def socket_key(path):
 
 
 class Discovery:
-    def __init__(self, router, patterns):
-        self.router = router
-        self.reactor = router.reactor
+    def __init__(self, reactor, peers, patterns, mesh, own_socket, admit):
+        self.reactor = reactor
+        self.peers = peers
+        self.mesh = mesh
+        self.own_socket = own_socket
+        self.admit = admit        # (name, path, link) -> False if not added
         self.patterns = patterns
         self.left_alone = {}     # real path -> (socket key, why)
         self._probes = {}        # real path -> Probe
@@ -51,7 +54,7 @@ class Discovery:
     def stop(self):
         self._timer = drop_timer(self.reactor, self._timer)
         for probe in list(self._probes.values()):
-            probe.link.stop()
+            probe.stop()
         self._probes.clear()
 
     def scan_soon(self):
@@ -76,10 +79,9 @@ class Discovery:
         for probe in list(self._probes.values()):
             if eventtime > probe.started + PROBE_TIMEOUT:
                 probe.give_up()
-        router = self.router
-        known = {p.address for p in router.peers.values()}
+        known = {p.address for p in self.peers.values()}
         for path in self._candidates():
-            if (path == router.own_real_socket or path in known
+            if (path == self.own_socket or path in known
                     or path in self._probes
                     or len(self._probes) >= MAX_PROBES):
                 continue
@@ -96,7 +98,7 @@ class Discovery:
         if info is not None:
             why = self._admit(probe.path, info, probe.link)
         if why is not None:
-            probe.link.stop()
+            probe.stop()
             self.leave_alone(probe.path, probe.key, why)
 
     def leave_alone(self, path, key, why):
@@ -107,14 +109,13 @@ class Discovery:
         self.left_alone[path] = (key, why)
 
     def _admit(self, path, info, link):
-        router = self.router
         name = gcode_text.check_name(info.get('name'))
         if name is None:
             return "its router gives no valid name"
-        if info.get('mesh', 'default') != router.mesh:
+        if info.get('mesh', 'default') != self.mesh:
             return "it is in mesh %.40r, this instance in '%s'" % (
-                info.get('mesh'), router.mesh)
-        if not router.add_discovered(router.peer_options(name, path), link):
+                info.get('mesh'), self.mesh)
+        if not self.admit(name, path, link):
             return "name '%s' is already used here" % (name,)
         logging.info("router: discovered '%s' at %s", name, path)
         return None
@@ -151,6 +152,9 @@ class Probe:
 
     def link_down(self, reason):
         self._finish(None, reason)
+
+    def stop(self):
+        self.link.stop()
 
     def give_up(self):
         self._finish(None, self.link.last_error or "no answer")

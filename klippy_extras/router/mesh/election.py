@@ -60,9 +60,9 @@ def process_ended(proc, mine):
 
 
 class Election:
-    def __init__(self, router, bridge, relay, lifecycle):
-        self.router = router
-        self.reactor = router.reactor
+    def __init__(self, reactor, peers, bridge, relay, lifecycle):
+        self.peers = peers
+        self.reactor = reactor
         self.bridge = bridge
         self.relay = relay
         self.lifecycle = lifecycle
@@ -92,13 +92,13 @@ class Election:
         promised about that Klipper without keeping a claim is over."""
         claim = self.claims.get(kid)
         if claim is None and len(self.claims) < lease.MAX_KLIPPERS:
-            claim = self.claims[kid] = lease.Claim(self.router.name, now)
+            claim = self.claims[kid] = lease.Claim(self.peers.own_name, now)
         return claim
 
     def _candidates(self):
         """{Klipper id: [peers here connected to it, willing to serve]}"""
         out = {}
-        for peer in self.router.peers.values():
+        for peer in self.peers.values():
             if (peer.wants_serve and not peer.has_module
                     and peer.kid is not None):
                 out.setdefault(peer.kid, []).append(peer)
@@ -121,9 +121,9 @@ class Election:
         wanted = self._candidates()
         for kid in wanted:
             self._claim(kid, now)
-        neighbors = self.relay.neighbors()
+        neighbors = self.relay.neighbor_names()
         potential = set(neighbors) | {
-            p.name for p in self.router.peers.values() if p.may_be_candidate}
+            p.name for p in self.peers.values() if p.may_be_candidate}
         for kid, claim in list(self.claims.items()):
             claim.want = kid in wanted
             claim.present = potential
@@ -162,7 +162,7 @@ class Election:
             logging.info("router: serving '%s' (promises from: %s)",
                          chosen.name, ', '.join(claim.needed(now)) or '-')
             chosen.lapse = None
-            chosen.dropped = 0
+            chosen.calls_dropped = 0
             if not chosen.serving:
                 self._serve(chosen)
             else:
@@ -170,7 +170,7 @@ class Election:
         elif claim.serving and not (chosen.serving or chosen.handing_over):
             self._serve(chosen)    # another link to the same Klipper
         if (chosen is not None and chosen.serving and not claim.serving
-                and self.server_of(kid) not in (None, self.router.name)):
+                and self.server_of(kid) not in (None, self.peers.own_name)):
             # Registered without the lease, it drops (and reports) each
             # call; once another serves, its calls go there only
             self.hand_over(chosen, "'%s' serves it now"
@@ -249,7 +249,7 @@ class Election:
         if claim is None:
             return None
         if claim.serving:
-            return self.router.name
+            return self.peers.own_name
         now = self.reactor.monotonic()
         names = sorted(n for n, o in claim.others.items() if o.serving
                        and now - o.heard <= lease.LEASE)

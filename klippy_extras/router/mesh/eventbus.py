@@ -12,12 +12,19 @@ DELIVER = 'router/event/deliver'
 
 
 class EventBus:
-    def __init__(self, router):
-        self.router = router
-        self.runner = router.runner
+    def __init__(self, printer, peers, runner, callers):
+        self.peers = peers
+        self.runner = runner
+        self.callers = callers
+        self.relay = None      # connect(): the mesh's relay
         self.table = events.EventTable()
-        webhooks = router.printer.lookup_object('webhooks')
+        webhooks = printer.lookup_object('webhooks')
         webhooks.register_endpoint(DELIVER, self._handle_deliver)
+
+    def connect(self, relay):
+        """The relay that sends this instance's events to the mesh (and
+        hands it those of others, through dispatch)."""
+        self.relay = relay
 
     # Handlers
     def add_config_handlers(self, config, event):
@@ -47,8 +54,8 @@ class EventBus:
         each instance runs it once. Returns {instance: reason} of those
         known that it cannot reach now."""
         self.dispatch(event, context, source)
-        self.router.relay.originate(event, context, source)
-        return self.router.relay.not_reached()
+        self.relay.originate(event, context, source)
+        return self.relay.not_reached()
 
     def dispatch(self, event, context, source):
         """Runs this instance's handlers (and those it keeps for peers
@@ -73,7 +80,7 @@ class EventBus:
                                % (what, e.args[0]))
             return
         if handler.target is not None:
-            peer = self.router.peers.get(handler.target)
+            peer = self.peers.get(handler.target)
             if peer is None or not peer.ready:
                 logging.info("router: %s skipped: '%s' not ready", what,
                              handler.target)
@@ -95,7 +102,7 @@ class EventBus:
 
     def _run_webhook(self, handler, context, what):
         target = handler.target
-        peer = self.router.peers.get(target) if target else None
+        peer = self.peers.get(target) if target else None
         if peer is None or not peer.ready:
             logging.info("router: %s skipped: no ready target", what)
             return
@@ -107,7 +114,7 @@ class EventBus:
 
     # Delivery from a peer
     def _handle_deliver(self, web_request):
-        self.router.callers.check(web_request, 'events')
+        self.callers.check(web_request, 'events')
         event = events.check_event(web_request.get_str('event'))
         source = gcode_text.check_name(web_request.get_str('source'))
         if event is None or source is None:

@@ -37,21 +37,29 @@ def _linked(peer):
 
 
 class Neighbors:
-    def __init__(self, router, on_message, on_failed):
-        self.router = router
-        self.reactor = router.reactor
-        self.on_message = on_message    # (sender name, msg)
-        self.on_failed = on_failed      # (name, msg, why)
+    def __init__(self, printer, peers, callers, on_changed):
+        self.printer = printer
+        self.reactor = printer.get_reactor()
+        self.peers = peers
+        self.callers = callers
+        self.on_changed = on_changed    # () a neighbor linked here
+        self.on_message = self.on_failed = None   # set by connect()
         self._inbound = {}        # name -> API connection that linked here
         self._pending = {}        # ack number -> (deadline, name, msg)
         self._ack_seq = 0
         self._unanswered = {}     # name -> requests sent, not answered
         self.dropped = 0
-        self.webhooks = router.printer.lookup_object('webhooks')
+        self.webhooks = printer.lookup_object('webhooks')
         for path, handler in ((ENDPOINT, self._handle_message),
                               (LINK_ENDPOINT, self._handle_link),
                               (ACK_ENDPOINT, self._handle_ack)):
             self.webhooks.register_endpoint(path, handler)
+
+    def connect(self, on_message, on_failed):
+        """on_message(sender name, msg) takes each message received;
+        on_failed(name, msg, why) is told of each one not delivered."""
+        self.on_message = on_message
+        self.on_failed = on_failed
 
     def clear(self):
         self._inbound.clear()
@@ -59,7 +67,7 @@ class Neighbors:
         self._unanswered.clear()
 
     def _dialed(self, name):
-        peer = self.router.peers.get(name)
+        peer = self.peers.get(name)
         return peer if peer is not None and _linked(peer) else None
 
     def _inbound_open(self, name):
@@ -67,7 +75,7 @@ class Neighbors:
         return conn is not None and not conn.is_closed()
 
     def names(self):
-        names = {p.name for p in self.router.peers.values() if _linked(p)}
+        names = {p.name for p in self.peers.values() if _linked(p)}
         names.update(n for n in self._inbound if self._inbound_open(n))
         return frozenset(names)
 
@@ -81,7 +89,7 @@ class Neighbors:
                              peer.name, error)
         try:
             peer.request('register_remote_method', {
-                'remote_method': link_method(self.router.name),
+                'remote_method': link_method(self.peers.own_name),
                 'response_template': {'router': 'mesh'}}, on_reply)
             peer.request(LINK_ENDPOINT, {}, on_reply)
         except PeerError as e:
@@ -154,7 +162,7 @@ class Neighbors:
         try:
             self.webhooks.call_remote_method(link_method(name), msg=msg,
                                              ack=self._ack_seq)
-        except self.router.printer.command_error as e:
+        except self.printer.command_error as e:
             self._pending.pop(self._ack_seq, None)
             self._unanswered[name] -= 1
             self.on_failed(name, msg, e)
@@ -162,7 +170,7 @@ class Neighbors:
     # Receiving
     def _caller(self, web_request):
         """Only a known instance takes part in the mesh here."""
-        who = self.router.callers.caller_of(web_request)
+        who = self.callers.caller_of(web_request)
         if who.kind == trust.Caller.UNKNOWN:
             raise web_request.error(trust.unknown_text(who.here, who.name))
         if who.kind != trust.Caller.INSTANCE:
@@ -187,7 +195,7 @@ class Neighbors:
         who = self._caller(web_request)
         self._inbound[who.name] = web_request.get_client_connection()
         web_request.send({})
-        self.router.mesh_changed()
+        self.on_changed()
 
     def _handle_ack(self, web_request):
         self._caller(web_request)

@@ -10,7 +10,7 @@ import logging, time
 from ..common import gcode_text
 from ..link.sansio import framing
 from .sansio import events, view as mesh
-from .neighbors import BACKLOG, Neighbors
+from .neighbors import BACKLOG
 from ..common.timers import next_due
 from ..common.timers import drop_timer
 
@@ -19,18 +19,22 @@ MAX_HOPS = 16
 
 
 class MeshRelay:
-    def __init__(self, router, mesh_name):
-        self.router = router
-        self.reactor = router.reactor
-        self.view = mesh.MeshView(router.name, mesh_name, time.time())
+    def __init__(self, reactor, peers, mesh_name, callers, neighbors,
+                 dispatch):
+        self.reactor = reactor
+        self.peers = peers
+        self.callers = callers
+        self.dispatch = dispatch     # runs an event's handlers here
+        self.view = mesh.MeshView(peers.own_name, mesh_name, time.time())
         self.seen = mesh.SeenIds()
         self.retried = mesh.SeenIds()
-        self.links = Neighbors(router, self.receive, self._failed)
-        self._neighbors = frozenset()
+        self.neighbors = neighbors
+        neighbors.connect(self.receive, self._failed)
+        self._neighbor_names = frozenset()
         self.election = None
         self._timer = None
 
-    def attach_election(self, election):
+    def connect(self, election):
         """The election's lease messages go through here, and it hears
         of every change of the view."""
         self.election = election
@@ -41,26 +45,25 @@ class MeshRelay:
 
     def stop(self):
         self._timer = drop_timer(self.reactor, self._timer)
-        self.links.clear()
+        self.neighbors.clear()
 
-    def neighbors(self):
-        return self.links.names()
+    def neighbor_names(self):
+        return self.neighbors.names()
 
     def peer_linked(self, peer):
-        self.links.offer_way_back(peer)
+        self.neighbors.offer_way_back(peer)
 
     def refresh(self):
         """Recomputes this instance's card; sends it around if changed,
         and every card held to a new neighbor."""
-        router = self.router
-        neighbors = self.neighbors()
-        plain = {p.kid for p in router.peers.values()
+        neighbors = self.neighbor_names()
+        plain = {p.kid for p in self.peers.values()
                  if p.wants_serve and p.kid is not None}
-        serving = {p.kid for p in router.peers.values()
+        serving = {p.kid for p in self.peers.values()
                    if p.serving and not p.has_module and p.kid is not None}
         changed = self.view.update_own(neighbors, plain, serving)
-        new = neighbors - self._neighbors
-        self._neighbors = neighbors
+        new = neighbors - self._neighbor_names
+        self._neighbor_names = neighbors
         if changed:
             self._flood_card(self.view.own, None)
         if new:
@@ -72,19 +75,19 @@ class MeshRelay:
             self.election.changed()
 
     def _tick(self, eventtime):
-        self.links.check(eventtime)
+        self.neighbors.check(eventtime)
         self.refresh()
         return next_due(eventtime, TICK)
 
     def _send(self, name, msg, own=False):
         # This instance's own events and cards queue like any request;
         # what it passes on for others is dropped past a backlog
-        self.links.send(name, msg, limit=None if own else BACKLOG)
+        self.neighbors.send(name, msg, limit=None if own else BACKLOG)
 
     def send_lease(self, name, msg):
         """A lease message to a neighbor, never relayed: what an instance
         promises counts only from that instance."""
-        self.links.send(name, msg)
+        self.neighbors.send(name, msg)
 
     def _failed(self, name, msg, why):
         """A message did not reach a neighbor: an event goes round the
@@ -102,7 +105,7 @@ class MeshRelay:
         if not self.retried.first_time(key):
             return
         wire = framing.Encoded(msg)   # the same for each: encoded once
-        for n in sorted(self.neighbors() - set(exclude)):
+        for n in sorted(self.neighbor_names() - set(exclude)):
             self._send(n, wire)
 
     def _flood_card(self, card, sender):
@@ -110,22 +113,22 @@ class MeshRelay:
         skip = {sender, card.name} | (card.neighbors if sender else set())
         msg = framing.Encoded({'kind': 'cards',
                                'cards': [mesh.card_to_wire(card)]})
-        for n in sorted(self.neighbors() - skip):
+        for n in sorted(self.neighbor_names() - skip):
             self._send(n, msg, own=sender is None)
 
     # Events
     def originate(self, event, context, source):
         """Sends a new event of this instance (for source: this one, or a
         Klipper without the module that it serves) to the mesh."""
-        msg = {'kind': 'event', 'origin': self.router.name, 'source': source,
+        msg = {'kind': 'event', 'origin': self.peers.own_name, 'source': source,
                'id': mesh.new_event_id(), 'event': event, 'context': context,
                'hops': 0}
         self.seen.first_time(_key(msg))
         self._relay(msg, [], None, own=True)
 
     def _relay(self, msg, skip, sender, own=False):
-        targets, new_skip = mesh.relay_plan(skip, self.neighbors(), sender,
-                                            self.router.name)
+        targets, new_skip = mesh.relay_plan(skip, self.neighbor_names(), sender,
+                                            self.peers.own_name)
         out = dict(msg, skip=new_skip, hops=msg.get('hops', 0) + 1)
         out.pop('to', None)
         out = framing.Encoded(out)    # the same for each: encoded once
@@ -137,11 +140,11 @@ class MeshRelay:
         cannot reach now."""
         routes = self.view.routes()
         missed = {}
-        for peer in self.router.peers.values():
+        for peer in self.peers.values():
             if peer.name in routes:
                 if peer.ready and not peer.permits('events'):
                     missed[peer.name] = ("it does not accept events from"
-                                         " '%s'" % (self.router.name,))
+                                         " '%s'" % (self.peers.own_name,))
             elif not peer.ready:
                 missed[peer.name] = peer.describe()
             elif peer.has_module:
@@ -173,7 +176,7 @@ class MeshRelay:
         if not isinstance(cards, list) or len(cards) > mesh.MAX_CARDS + 1:
             raise ValueError("cards is not a short list")
         changed = False
-        neighbors = self.neighbors()
+        neighbors = self.neighbor_names()
         for data in cards:
             card = mesh.card_from_wire(data)
             # An instance's own card, from it, beats any passed on about it
@@ -185,7 +188,7 @@ class MeshRelay:
             self.election.changed()
 
     def _receive_event(self, sender, msg):
-        if 'events' not in self.router.callers.allow_of(sender):
+        if 'events' not in self.callers.allow_of(sender):
             logging.info("router: event from '%s' refused (allow:)", sender)
             return
         origin = gcode_text.check_name(msg.get('origin'))
@@ -206,11 +209,11 @@ class MeshRelay:
                    source=source)
         key = _key(msg)
         to = msg.get('to')
-        if to is not None and to != self.router.name:
+        if to is not None and to != self.peers.own_name:
             # Going round a failed link towards 'to'
             if hops < MAX_HOPS:
                 msg['hops'] = hops + 1
-                if to in self.neighbors():
+                if to in self.neighbor_names():
                     if self.retried.first_time(key + (to,)):
                         self._send(to, dict(msg, to=None))
                 else:
@@ -218,10 +221,10 @@ class MeshRelay:
             return
         if not self.seen.first_time(key):
             return
-        if source == self.router.name:
+        if source == self.peers.own_name:
             pass    # asked another instance to trigger it: ran here then
         elif self._accepts(origin):
-            self.router.eventbus.dispatch(event, context, source)
+            self.dispatch(event, context, source)
         else:
             logging.info("router: event '%s' from '%s' not run here (allow:)",
                          event, origin)
@@ -230,10 +233,18 @@ class MeshRelay:
 
     def _accepts(self, origin):
         """allow: of this instance applies to the event's origin."""
-        return (origin != self.router.name
-                and 'events' in self.router.callers.allow_of(origin))
+        return (origin != self.peers.own_name
+                and 'events' in self.callers.allow_of(origin))
 
     # How each instance is reached, for printer.router and the list
+    def routes(self):
+        """{name: first hop} of every instance reachable now."""
+        return self.view.routes()
+
+    def known_names(self):
+        """Every instance this one has a card of."""
+        return self.view.known()
+
     def reached_name(self, name):
         hop = self.view.routes().get(name)
         if hop is None:
@@ -245,7 +256,7 @@ class MeshRelay:
         if peer.has_module or peer.name in routes:
             if peer.name not in routes and peer.ready:
                 return "connected, not linked (it does not list '%s')" % (
-                    self.router.name,)
+                    self.peers.own_name,)
             return self.reached_name(peer.name)
         if not peer.ready:
             return 'not reached'
@@ -256,7 +267,7 @@ class MeshRelay:
         if chosen is not None and chosen is not peer:
             return 'direct, the same Klipper as %s' % (chosen.name,)
         server = election.server_of(peer.kid) if peer.kid else None
-        if server not in (None, self.router.name):
+        if server not in (None, self.peers.own_name):
             return 'direct, served by %s' % (server,)
         return 'direct'
 

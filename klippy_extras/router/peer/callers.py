@@ -11,43 +11,48 @@ from .sansio.session import CLIENT_VERSION
 
 
 class Callers:
-    def __init__(self, router):
-        self.router = router
+    def __init__(self, printer, peers, mesh, allow_unlisted):
+        self.peers = peers
+        self.mesh = mesh
+        self.allow_unlisted = allow_unlisted
+        self.gcode = printer.lookup_object('gcode')
+        # An instance this one does not know named itself (discovery looks)
+        self.on_stranger = None
         # API connection -> the instance name its router gave in router/info
         self._names = weakref.WeakKeyDictionary()
-        webhooks = router.printer.lookup_object('webhooks')
+        webhooks = printer.lookup_object('webhooks')
         webhooks.register_endpoint('router/info', self._handle_info)
         webhooks.register_endpoint('router/gcode', self._handle_gcode)
 
     def caller_of(self, web_request):
         """The trust.Caller behind an API request: the instance its router
         named in router/info on that connection, or this instance."""
-        router = self.router
+        here = self.peers.own_name
         name = self._names.get(web_request.get_client_connection())
-        if name is None or name == router.name:
-            return trust.Caller.local(router.name)
-        peer = router.peers.get(name)
-        if peer is None and not router.allow_unlisted:
-            return trust.Caller.unknown(name, router.name)
+        if name is None or name == here:
+            return trust.Caller.local(here)
+        peer = self.peers.get(name)
+        if peer is None and not self.allow_unlisted:
+            return trust.Caller.unknown(name, here)
         where = ("[router] allow_unlisted:" if peer is None else
                  "[router] allow:" if peer.known_by == 'discovered' else None)
-        return trust.Caller.instance(name, self.allow_of(name), router.name,
+        return trust.Caller.instance(name, self.allow_of(name), here,
                                      where)
 
     def allow_of(self, name):
         """What an instance may do here: its section's allow:, or
         allow_unlisted: for an instance this config does not list."""
-        peer = self.router.peers.get(name)
-        return peer.allow if peer is not None else self.router.allow_unlisted
+        peer = self.peers.get(name)
+        return peer.allow if peer is not None else self.allow_unlisted
 
     def check(self, web_request, action):
         """Raises an API error if the caller may not do this here."""
         # What caller_of(...).require(action) decides, without building a
         # Caller when it allows: this runs on every call from a peer
         name = self._names.get(web_request.get_client_connection())
-        if name is None or name == self.router.name:
+        if name is None or name == self.peers.own_name:
             return
-        peer = self.router.peers.get(name)
+        peer = self.peers.get(name)
         if peer is not None and action in peer.allow:
             return
         try:
@@ -63,19 +68,19 @@ class Callers:
                                     " name" % (name,))
         if caller is not None:
             self._names[web_request.get_client_connection()] = caller
-            if (caller not in self.router.peers and caller != self.router.name
-                    and self.router.discovery is not None):
+            if (caller not in self.peers and caller != self.peers.own_name
+                    and self.on_stranger is not None):
                 # An instance this one has not found yet dialed in
-                self.router.discovery.scan_soon()
+                self.on_stranger()
         who = self.caller_of(web_request)
-        web_request.send({'name': self.router.name,
-                          'mesh': self.router.mesh,
+        web_request.send({'name': self.peers.own_name,
+                          'mesh': self.mesh,
                           'version': CLIENT_VERSION,
-                          'peers': sorted(self.router.peers),
+                          'peers': sorted(self.peers),
                           'known': who.kind != trust.Caller.UNKNOWN,
                           'allow': sorted(who.allow)})
 
     def _handle_gcode(self, web_request):
         # G-code from a peer's router: gcode/script, with its permission
         self.check(web_request, 'gcode')
-        self.router.gcode.run_script(web_request.get_str('script'))
+        self.gcode.run_script(web_request.get_str('script'))

@@ -48,17 +48,28 @@ class PeerError(Exception):
     """A request could not be sent to the peer; the text says why."""
 
 
+# What a peer asks of the rest of this instance: its name, the runner
+# (reports, callback macros), and whom to tell when it changes. pushes
+# maps the 'router' key of a pushed message to its handler(peer, msg), so
+# a peer knows neither the old bridge's methods nor the mesh; serve_own
+# takes this instance's own macros' calls (on its link to itself).
+PeerHooks = collections.namedtuple(
+    'PeerHooks', 'own_name runner ready_changed changed pushes run_line_on'
+    ' left_alone serve_own')
+
+
 class Peer:
-    def __init__(self, router, options, is_self=False, link=None):
-        self.router = router
-        self.reactor = router.reactor
+    def __init__(self, reactor, options, hooks, is_self=False, link=None):
+        self.hooks = hooks
+        self.runner = hooks.runner
+        self.reactor = reactor
         self.options = options
         self.name = options.name
         self.is_self = is_self
         self.allow = options.allow          # what the peer may do here
         self.request_timeout = options.request_timeout
         self.session = session.PeerSession(
-            options.name, router.name, self.reactor.monotonic, is_self,
+            options.name, hooks.own_name, reactor.monotonic, is_self,
             options.serve, options.module_required)
         self.subs = self.session.subs
         if link is None:
@@ -73,12 +84,12 @@ class Peer:
         # path, or the URL of its Moonraker bridge
         self.address = address_of(options)
         self.known_by = 'configured'        # or 'shared file', 'discovered'
-        self.dropped = False                # removed from the router
+        self.removed = False                # dropped from the router
         self.serving = False                # router/* registered on it
         self.wants_serve = False            # a served peer, if elected
         self.handing_over = False           # serving ends: calls dropped
         self.kid = None                     # its Klipper's identity
-        self.dropped = 0                    # calls dropped since served
+        self.calls_dropped = 0              # calls dropped since served
         self.lapse = None                   # why the lease is not held
         self.last_failure = ''
         self._status_key = self._status = None
@@ -154,22 +165,19 @@ class Peer:
         self.serving = self.wants_serve = self.handing_over = False
         self._run(self.session.closed(reason))
         if was_serving:
-            self.router.mesh_changed()
+            self.hooks.changed()
 
     def link_push(self, msg):
-        kind = msg.get('router')
-        if kind == 'call':
-            if self.options.module_required:
-                # Its router calls this one's endpoints: a remote-method
-                # call is only ever taken from a Klipper served here
-                logging.info("router: ignored remote call from '%s', an"
-                             " instance with the module", self.name)
-                return
-            self.router.bridge.handle_push(self, msg)
-        elif kind == 'mesh':
-            self.router.relay.links.handle_push(self, msg.get('params'))
-        else:
+        handler = self.hooks.pushes.get(msg.get('router'))
+        if handler is None:
             self._run(self.session.push(msg))
+        elif msg.get('router') == 'call' and self.options.module_required:
+            # Its router calls this one's endpoints: a remote-method call
+            # is only ever taken from a Klipper served here
+            logging.info("router: ignored remote call from '%s', an"
+                         " instance with the module", self.name)
+        else:
+            handler(self, msg)
 
     def _ping_event(self, eventtime):
         actions, interval = self.session.tick()
@@ -204,7 +212,7 @@ class Peer:
 
     def _serve(self, serve):
         if self.is_self:
-            self.router.bridge.serve(self)
+            self.hooks.serve_own(self)
         elif self.options.module_required:
             pass    # never served (the session does not ask it either)
         else:
@@ -215,7 +223,7 @@ class Peer:
                          self.kid, lease.describe_info(self.session.info,
                                                        self.address))
             self.wants_serve = True
-            self.router.mesh_changed()
+            self.hooks.changed()
 
     def stop_serving(self, why):
         """Closes the link once the Klipper has answered one more request:
@@ -239,28 +247,28 @@ class Peer:
                     % (sub.callback, self.name))
             params = callback_params(self.name, values)
             if sub.runs_on is None:
-                self.router.runner.call_macro(sub.callback, params, what)
+                self.runner.call_macro(sub.callback, params, what)
             else:
                 # For a peer without the module: a G-code line it parses
-                self.router.run_line_on(sub.runs_on,
-                                        command_line(sub.callback, params),
-                                        what)
+                self.hooks.run_line_on(sub.runs_on,
+                                       command_line(sub.callback, params),
+                                       what)
 
     def _ready_changed(self, change):
         logging.info("router: peer %s: %s", self.name, self.describe())
-        self.router.peer_ready_changed(self, change.ready, change.reason)
+        self.hooks.ready_changed(self, change.ready, change.reason)
 
     def _known(self, known):
         if self.ready:
-            self.router.peer_ready_changed(self, True, 'known')
+            self.hooks.ready_changed(self, True, 'known')
 
     def _leave_alone(self, leave):
         # The router drops this peer; its link is closed now
         self.link.close(leave.reason)
-        self.router.leave_alone(self, leave.reason)
+        self.hooks.left_alone(self, leave.reason)
 
     def _report(self, report):
-        self.router.runner.report(report.text, self.name)
+        self.runner.report(report.text, self.name)
 
     # Subscriptions to the peer's objects, merged into one per connection
     def subscribe(self, sub):
@@ -307,7 +315,7 @@ class Peer:
         """Fire and forget, errors reported here."""
         def on_reply(result, error):
             if error is not None:
-                self.router.runner.report("%s on '%s' failed: %s"
+                self.runner.report("%s on '%s' failed: %s"
                                           % (what, self.name, error),
                                           self.name)
         try:

@@ -45,10 +45,10 @@ class Watch:
 
 
 class Watcher:
-    def __init__(self, router):
-        self.router = router
-        self.printer = router.printer
-        self.reactor = router.reactor
+    def __init__(self, printer, callers):
+        self.callers = callers
+        self.printer = printer
+        self.reactor = printer.get_reactor()
         self._watches = {}          # connection -> Watch
         self._timer = None
         self._active_until = 0.
@@ -88,7 +88,7 @@ class Watcher:
                     and all(isinstance(f, str) for f in fields))):
                 raise web_request.error("Invalid argument")
         if set(objects) - set(ALWAYS):
-            self.router.callers.check(web_request, 'subscribe')
+            self.callers.check(web_request, 'subscribe')
         watch = Watch(web_request.get_client_connection(),
                       {n: None if f is None else list(f)
                        for n, f in objects.items()}, template)
