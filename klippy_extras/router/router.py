@@ -18,13 +18,11 @@ from .mesh.neighbors import Neighbors
 from .mesh.relay import MeshRelay
 from .klipper import commands, sections
 from .klipper.event_commands import EventCommands
+from .klipper.object_commands import ObjectCommands
 from .klipper.lifecycle import Lifecycle
 from .klipper.old_bridge import Bridge
 from .klipper.runner import LocalRunner
 from .klipper.status import Status
-
-READY_HOOK_FALLBACK = 2.   # s: ROUTER_ON_READY even without the self link
-
 
 def _real_path(path):
     return os.path.realpath(os.path.expanduser(path))
@@ -40,14 +38,37 @@ class Router:
         self._read_options(config)
         self.peers = peers = PeerTable(self.name)
         self._own_socket = self._own_socket_path()
-        self._ready = False
-        self._ready_hook_done = False
-        self._methods_registered = False
-        self._ready_hook_timer = None
         self.gcode = printer.lookup_object('gcode')
         self.gcode_macro = printer.load_object(config, 'gcode_macro')
+        self._make_parts(printer, peers)
+        self._make_peer_hooks()
+        if self._own_socket is not None:
+            peers.self_peer = Peer(self.reactor, self.peer_options(
+                self.name, self._own_socket, trust.ALL)._replace(
+                    serve=False), self.hooks, is_self=True)
+        self.discovery = None
+        if self.discover:
+            self.discovery = Discovery(self.reactor, peers, self.discover,
+                                       self.mesh, self._own_socket,
+                                       self.add_discovered)
+            self.callers.on_stranger = self.discovery.scan_soon
+        printer.register_event_handler("klippy:disconnect",
+                                       self._on_disconnect)
+        for handlers in (commands.RouterCommands, ObjectCommands):
+            commands.register(self.gcode, handlers(
+                printer, peers, self.runner, self.status))
+        commands.register(self.gcode, EventCommands(self.eventbus,
+                                                    self.name))
+        # Links start once the reactor runs, whatever the start-up gives:
+        # an instance in startup, error or shutdown stays in the mesh, seen
+        # by its peers and restartable from them.
+        self._start_timer = self.reactor.register_timer(
+            self._start_links, self.reactor.NOW)
+
+    def _make_parts(self, printer, peers):
+        """Each part, given the parts it uses (lower layers first)."""
         self.runner = LocalRunner(printer, self._note_report)
-        self.lifecycle = Lifecycle(peers, self.runner, self.is_ready)
+        self.lifecycle = Lifecycle(printer, peers, self.runner)
         self.callers = Callers(printer, peers, self.mesh, self.allow_unlisted)
         self.bridge = Bridge(printer, peers, self.runner, self.callers,
                              self.request_timeout)
@@ -61,39 +82,22 @@ class Router:
         self.election = Election(self.reactor, peers, self.bridge,
                                  self.relay, self.lifecycle)
         self.relay.connect(self.election)
-        self.status = Status(printer, peers, self.mesh, self.relay)
+        self.status = Status(printer, peers, self.mesh, self.relay,
+                             self.election)
         self.bridge.connect(self.election, self.eventbus,
                             self.status.printers_list,
-                            self.own_methods_registered)
+                            self.lifecycle.own_methods_registered)
+        self._neighbors = neighbors
+
+    def _make_peer_hooks(self):
+        """What every Peer is given: whom to tell, who takes its pushes."""
         self.hooks = PeerHooks(
             own_name=self.name, runner=self.runner,
             ready_changed=self.peer_ready_changed, changed=self.mesh_changed,
             pushes={'call': self.bridge.handle_push,
-                    'mesh': neighbors.handle_push},
+                    'mesh': self._neighbors.handle_push},
             run_line_on=self.run_line_on, left_alone=self.leave_alone,
             serve_own=self.bridge.serve)
-        if self._own_socket is not None:
-            peers.self_peer = Peer(self.reactor, self.peer_options(
-                self.name, self._own_socket, trust.ALL)._replace(
-                    serve=False), self.hooks, is_self=True)
-        self.discovery = None
-        if self.discover:
-            self.discovery = Discovery(self.reactor, peers, self.discover,
-                                       self.mesh, self._own_socket,
-                                       self.add_discovered)
-            self.callers.on_stranger = self.discovery.scan_soon
-        printer.register_event_handler("klippy:ready", self._on_ready)
-        printer.register_event_handler("klippy:disconnect",
-                                       self._on_disconnect)
-        commands.register(self.gcode, commands.RouterCommands(
-            printer, peers, self.runner, self.status))
-        commands.register(self.gcode, EventCommands(self.eventbus,
-                                                    self.name))
-        # Links start once the reactor runs, whatever the start-up gives:
-        # an instance in startup, error or shutdown stays in the mesh, seen
-        # by its peers and restartable from them.
-        self._start_timer = self.reactor.register_timer(
-            self._start_links, self.reactor.NOW)
 
     def _read_options(self, config):
         name = config.get('name')
@@ -222,49 +226,18 @@ class Router:
             if self.peers.get(peer.name) is peer:
                 del self.peers[peer.name]
             peer.stop()
-            self.lifecycle.announced.discard(peer.name)
+            self.lifecycle.forget(peer.name)
             self.discovery.leave_alone(peer.address, key, why)
             self.mesh_changed()
         except Exception:
             logging.exception("router: error dropping peer %s", peer.name)
 
-    def _on_ready(self):
-        # No pausing in a ready handler (mainline shuts down): only arm.
-        self._ready = True
-        # Peers that became ready while this instance was starting get
-        # their hooks now, as if they had connected at this moment.
-        for peer in self.peers.values():
-            if peer.ready:
-                self.lifecycle.peer_ready_changed(peer, True, 'ready')
-        # ROUTER_ON_READY once this instance's own router/* remote methods
-        # are registered, so its macros can call them at once.
-        if self._methods_registered:
-            self.run_ready_hook()
-        else:
-            self._ready_hook_timer = self.reactor.register_timer(
-                lambda e: self.run_ready_hook(),
-                self.reactor.monotonic() + READY_HOOK_FALLBACK)
-
-    def own_methods_registered(self):
-        self._methods_registered = True
-        self.run_ready_hook()
-
-    def run_ready_hook(self):
-        if not self._ready_hook_done and self._ready:
-            self._ready_hook_done = True
-            self.runner.call_macro('ROUTER_ON_READY', {},
-                                   "hook ROUTER_ON_READY", missing_ok=True)
-        return self.reactor.NEVER
-
     def _on_disconnect(self):
         # Must never raise: one raise skips every later disconnect handler.
-        self._ready = False
         self.runner.stop()
-        for timer in (self._ready_hook_timer, self._start_timer):
-            drop_timer(self.reactor, timer)
-        self._ready_hook_timer = self._start_timer = None
-        for part in (self.discovery, self.election, self.relay,
-                     self.watcher):
+        self._start_timer = drop_timer(self.reactor, self._start_timer)
+        for part in (self.lifecycle, self.discovery, self.election,
+                     self.relay, self.watcher):
             if part is not None:
                 part.stop()
         for peer in self.peers.all_links():
@@ -275,9 +248,6 @@ class Router:
                                   peer.name)
 
     # Called by peers
-    def is_ready(self):
-        return self._ready
-
     def peer_ready_changed(self, peer, ready, reason):
         if not peer.is_self:
             if ready and peer.has_module:

@@ -1,19 +1,20 @@
-# The ROUTER_* G-code commands
+# The ROUTER_* G-code commands: what they share, ROUTER_PRINTERS_LIST and
+# ROUTER_GCODE_SCRIPT (objects: object_commands.py; events:
+# event_commands.py)
 #
 # Copyright (C) 2026  Klipper Router contributors
 #
 # This file may be distributed under the terms of the GNU GPLv3 license.
-import json
 from ..common import gcode_text
 from ..link.sansio import rpc
-from ..peer.sansio import session, subscriptions
+from ..peer.sansio import session
 from ..peer.peer import PeerError
 
 
-
-class RouterCommands:
-    """Handlers meet bad input with gcmd.error (a '!!' line) only: any
-    other exception in a G-code handler shuts the printer down."""
+class CommandBase:
+    """What the ROUTER_* command handlers share. Handlers meet bad input
+    with gcmd.error (a '!!' line) only: any other exception in a G-code
+    handler shuts the printer down."""
     def __init__(self, printer, peers, runner, status):
         self.printer = printer
         self.reactor = printer.get_reactor()
@@ -21,22 +22,6 @@ class RouterCommands:
         self.peers = peers
         self.runner = runner
         self.status = status
-
-    def commands(self):
-        """(name, handler, help) of each command, for registering."""
-        return (('ROUTER_PRINTERS_LIST', self.cmd_ROUTER_PRINTERS_LIST,
-                 self.cmd_ROUTER_PRINTERS_LIST_help),
-                ('ROUTER_GCODE_SCRIPT', self.cmd_ROUTER_GCODE_SCRIPT,
-                 self.cmd_ROUTER_GCODE_SCRIPT_help),
-                ('ROUTER_OBJECTS_LIST', self.cmd_ROUTER_OBJECTS_LIST,
-                 self.cmd_ROUTER_OBJECTS_LIST_help),
-                ('ROUTER_OBJECTS_QUERY', self.cmd_ROUTER_OBJECTS_QUERY,
-                 self.cmd_ROUTER_OBJECTS_QUERY_help),
-                ('ROUTER_OBJECTS_SUBSCRIBE', self.cmd_ROUTER_OBJECTS_SUBSCRIBE,
-                 self.cmd_ROUTER_OBJECTS_SUBSCRIBE_help),
-                ('ROUTER_OBJECTS_UNSUBSCRIBE',
-                 self.cmd_ROUTER_OBJECTS_UNSUBSCRIBE,
-                 self.cmd_ROUTER_OBJECTS_UNSUBSCRIBE_help))
 
     def _target(self, gcmd):
         target = gcmd.get('TARGET')
@@ -56,6 +41,47 @@ class RouterCommands:
             raise gcmd.error("TIMEOUT must be a number of seconds between"
                              " 0.001 and 86400, not '%s'" % (text,))
         return value
+
+    def _wait(self, gcmd, peer, send, timeout, what, timeout_note=''):
+        """Sends with send(callback) and waits, yielding to the reactor,
+        for the reply; returns the result or raises a G-code error."""
+        completion = self.reactor.completion()
+        def wake(res, err):
+            completion.complete((res, err))
+        # Only wakes this command: the reply may be taken in the fd
+        # callback (see Link.take_now)
+        send(wake)
+        # The link times the request out; the margin only guards that.
+        result, error = completion.wait(
+            self.reactor.monotonic() + timeout + 1., None) or (
+                None, rpc.Error("timed out", rpc.TIMEOUT))
+        if error is not None:
+            if getattr(error, 'kind', None) == rpc.TIMEOUT:
+                error = "no reply within %.3g s%s" % (timeout, timeout_note)
+            raise gcmd.error("%s on '%s' failed: %s" % (what, peer.name,
+                                                        error))
+        return result
+
+    def _callback(self, gcmd, must_exist):
+        callback = gcmd.get('CALLBACK', '').strip().upper()
+        if not callback:
+            return ''
+        if not gcode_text.MACRO_RE.match(callback):
+            raise gcmd.error("CALLBACK '%s' is not a macro name" % (callback,))
+        if must_exist and self.runner.find_macro(callback) is None:
+            raise gcmd.error("CALLBACK: no [gcode_macro %s] in this config"
+                             % (callback,))
+        return callback
+
+
+class RouterCommands(CommandBase):
+    """ROUTER_PRINTERS_LIST and ROUTER_GCODE_SCRIPT."""
+    def commands(self):
+        """(name, handler, help) of each command, for registering."""
+        return (('ROUTER_PRINTERS_LIST', self.cmd_ROUTER_PRINTERS_LIST,
+                 self.cmd_ROUTER_PRINTERS_LIST_help),
+                ('ROUTER_GCODE_SCRIPT', self.cmd_ROUTER_GCODE_SCRIPT,
+                 self.cmd_ROUTER_GCODE_SCRIPT_help))
 
     cmd_ROUTER_PRINTERS_LIST_help = "List the router's peers and their state"
     def cmd_ROUTER_PRINTERS_LIST(self, gcmd):
@@ -116,154 +142,6 @@ class RouterCommands:
         self._wait(gcmd, peer, send, timeout, 'ROUTER_GCODE_SCRIPT',
                    " (the script may still run there)")
 
-    def _wait(self, gcmd, peer, send, timeout, what, timeout_note=''):
-        """Sends with send(callback) and waits, yielding to the reactor,
-        for the reply; returns the result or raises a G-code error."""
-        completion = self.reactor.completion()
-        def wake(res, err):
-            completion.complete((res, err))
-        # Only wakes this command: the reply may be taken in the fd
-        # callback (see Link.take_now)
-        send(wake)
-        # The link times the request out; the margin only guards that.
-        result, error = completion.wait(
-            self.reactor.monotonic() + timeout + 1., None) or (
-                None, rpc.Error("timed out", rpc.TIMEOUT))
-        if error is not None:
-            if getattr(error, 'kind', None) == rpc.TIMEOUT:
-                error = "no reply within %.3g s%s" % (timeout, timeout_note)
-            raise gcmd.error("%s on '%s' failed: %s" % (what, peer.name,
-                                                        error))
-        return result
-
-    def _query(self, gcmd, peer, method, params, what):
-        if not peer.session.session_up:
-            raise gcmd.error("%s: peer '%s' is %s" % (what, peer.name,
-                                                      peer.describe()))
-        if not peer.permits('query'):
-            raise gcmd.error("%s: %s" % (what, peer.refusal('query')))
-        timeout = self._timeout(gcmd, peer.request_timeout)
-        def send(callback):
-            try:
-                peer.request(method, params, callback, timeout, inline=True)
-            except PeerError as e:
-                raise gcmd.error("%s: cannot send to '%s': %s"
-                                 % (what, peer.name, e))
-        result = self._wait(gcmd, peer, send, timeout, what)
-        if not isinstance(result, dict):
-            raise gcmd.error("%s: '%s' sent an invalid reply"
-                             % (what, peer.name))
-        return result
-
-    def _objects(self, gcmd):
-        text = gcmd.get('OBJECTS')
-        try:
-            return subscriptions.parse_objects(text)
-        except ValueError as e:
-            raise gcmd.error("OBJECTS: %s (expected e.g. OBJECTS=\"print_stats"
-                             ":state,heater_generic chamber:temperature|"
-                             "target\")" % (e,))
-
-    def _peer_target(self, gcmd):
-        if gcode_text.check_name(gcmd.get('TARGET')) == self.peers.own_name:
-            raise gcmd.error("TARGET '%s' is this instance; read its objects"
-                             " with printer.<object>" % (self.peers.own_name,))
-        return self._target(gcmd)
-
-    cmd_ROUTER_OBJECTS_LIST_help = "List another instance's printer objects"
-    def cmd_ROUTER_OBJECTS_LIST(self, gcmd):
-        peer = self._peer_target(gcmd)
-        result = self._query(gcmd, peer, 'objects/list', {},
-                             'ROUTER_OBJECTS_LIST')
-        names = result.get('objects')
-        if not isinstance(names, list):
-            raise gcmd.error("ROUTER_OBJECTS_LIST: '%s' sent an invalid"
-                             " reply" % (peer.name,))
-        names = sorted(gcode_text.clean_text(n) for n in names)
-        gcmd.respond_info("Objects of '%s' (%d):\n%s" % (
-            peer.name, len(names), '\n'.join(names)), log=False)
-
-    cmd_ROUTER_OBJECTS_QUERY_help = (
-        "Print another instance's object values: TARGET=<peer>"
-        " OBJECTS=<object[:field|field],...>")
-    def cmd_ROUTER_OBJECTS_QUERY(self, gcmd):
-        peer, objects = self._peer_target(gcmd), self._objects(gcmd)
-        result = self._query(gcmd, peer, 'objects/query',
-                             {'objects': objects}, 'ROUTER_OBJECTS_QUERY')
-        status = result.get('status')
-        if not isinstance(status, dict):
-            raise gcmd.error("ROUTER_OBJECTS_QUERY: '%s' sent an invalid"
-                             " reply" % (peer.name,))
-        lines = []
-        for name in sorted(objects):
-            values = status.get(name)
-            if not values:
-                lines.append("%s: (no such object or field)" % (name,))
-            else:
-                lines.append("%s: %s" % (name, json.dumps(
-                    values, sort_keys=True, default=str)))
-        gcmd.respond_info("\n".join(lines), log=False)
-
-    cmd_ROUTER_OBJECTS_SUBSCRIBE_help = (
-        "Follow another instance's objects: TARGET=<peer> OBJECTS=<list>"
-        " [CALLBACK=<macro>]")
-    def cmd_ROUTER_OBJECTS_SUBSCRIBE(self, gcmd):
-        peer, objects = self._peer_target(gcmd), self._objects(gcmd)
-        try:
-            for name in objects:
-                subscriptions.check_followable(name)
-        except ValueError as e:
-            raise gcmd.error("OBJECTS: %s" % (e,))
-        callback = self._callback(gcmd, must_exist=True)
-        if not peer.permits('subscribe'):
-            raise gcmd.error("ROUTER_OBJECTS_SUBSCRIBE: %s"
-                             % (peer.refusal('subscribe'),))
-        try:
-            peer.subscribe(subscriptions.Subscription(callback, objects))
-        except ValueError as e:
-            raise gcmd.error("ROUTER_OBJECTS_SUBSCRIBE to '%s': %s"
-                             " (subscribe/on_update of [router %s])"
-                             % (peer.name, e, peer.name))
-        when = "" if peer.ready else " (from when '%s' is ready)" % (
-            peer.name,)
-        gcmd.respond_info("Following %s on '%s'%s%s" % (
-            subscriptions.format_objects(objects), peer.name,
-            " with %s" % (callback,) if callback else "", when), log=False)
-
-    cmd_ROUTER_OBJECTS_UNSUBSCRIBE_help = (
-        "Stop following another instance: TARGET=<peer> [CALLBACK=<macro>]")
-    def cmd_ROUTER_OBJECTS_UNSUBSCRIBE(self, gcmd):
-        peer = self._peer_target(gcmd)
-        if gcmd.get('CALLBACK', None) is None:
-            keys = [k for k, sub in peer.subs.subs.items()
-                    if not sub.from_config and not sub.runs_on]
-        else:
-            callback = self._callback(gcmd, must_exist=False)
-            key = ('', callback)
-            sub = peer.subs.subs.get(key)
-            if sub is None:
-                raise gcmd.error("No subscription to '%s' with CALLBACK=%s"
-                                 % (peer.name, callback))
-            if sub.from_config:
-                raise gcmd.error("The subscription of %s to '%s' is set in"
-                                 " the config" % (callback, peer.name))
-            keys = [key]
-        for key in keys:
-            peer.unsubscribe(key)
-        gcmd.respond_info("Removed %d subscription(s) to '%s'"
-                          % (len(keys), peer.name), log=False)
-
-    def _callback(self, gcmd, must_exist):
-        callback = gcmd.get('CALLBACK', '').strip().upper()
-        if not callback:
-            return ''
-        if not gcode_text.MACRO_RE.match(callback):
-            raise gcmd.error("CALLBACK '%s' is not a macro name" % (callback,))
-        if must_exist and self.runner.find_macro(callback) is None:
-            raise gcmd.error("CALLBACK: no [gcode_macro %s] in this config"
-                             % (callback,))
-        return callback
-
     def _send_script(self, gcmd, peer, script, callback, timeout,
                      inline=False):
         try:
@@ -271,6 +149,7 @@ class RouterCommands:
         except PeerError as e:
             raise gcmd.error("ROUTER_GCODE_SCRIPT: peer '%s' cannot take"
                              " G-code now: %s" % (peer.name, e))
+
 
 
 def duration(seconds):

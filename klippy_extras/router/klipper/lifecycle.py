@@ -6,19 +6,64 @@
 #
 # This file may be distributed under the terms of the GNU GPLv3 license.
 from ..common import gcode_text
+from ..common.timers import drop_timer
+
+READY_HOOK_FALLBACK = 2.   # s: ROUTER_ON_READY even without the self link
 
 
 class Lifecycle:
-    def __init__(self, peers, runner, is_ready):
+    def __init__(self, printer, peers, runner):
+        self.reactor = printer.get_reactor()
         self.peers = peers
         self.runner = runner
-        self.is_ready = is_ready     # () -> is this instance ready?
+        self.ready = False       # this instance's Klipper is ready
         self.announced = set()   # peers whose on_connect hooks ran
+        self._ready_hook_done = False
+        self._methods_registered = False
+        self._ready_hook_timer = None
+        printer.register_event_handler("klippy:ready", self._on_ready)
+
+    def _on_ready(self):
+        # No pausing in a ready handler (mainline shuts down): only arm.
+        self.ready = True
+        # Peers that became ready while this instance was starting get
+        # their hooks now, as if they had connected at this moment.
+        for peer in self.peers.values():
+            if peer.ready:
+                self.peer_ready_changed(peer, True, 'ready')
+        # ROUTER_ON_READY once this instance's own router/* remote methods
+        # are registered, so its macros can call them at once.
+        if self._methods_registered:
+            self._run_ready_hook()
+        else:
+            self._ready_hook_timer = self.reactor.register_timer(
+                self._run_ready_hook,
+                self.reactor.monotonic() + READY_HOOK_FALLBACK)
+
+    def own_methods_registered(self):
+        self._methods_registered = True
+        self._run_ready_hook()
+
+    def _run_ready_hook(self, eventtime=None):
+        if not self._ready_hook_done and self.ready:
+            self._ready_hook_done = True
+            self.runner.call_macro('ROUTER_ON_READY', {},
+                                   "hook ROUTER_ON_READY", missing_ok=True)
+        return self.reactor.NEVER
+
+    def stop(self):
+        self.ready = False
+        self._ready_hook_timer = drop_timer(self.reactor,
+                                            self._ready_hook_timer)
+
+    def forget(self, name):
+        """A peer dropped from this instance: no hook owed for it."""
+        self.announced.discard(name)
 
     def peer_ready_changed(self, peer, ready, reason):
         # Hooks are G-code: none runs before this instance is ready. Each
         # ready peer is announced once, and its loss once.
-        if (peer.is_self or not self.is_ready()
+        if (peer.is_self or not self.ready
                 or ready == (peer.name in self.announced)):
             return
         if ready:

@@ -7,11 +7,39 @@
 
 
 class Status:
-    def __init__(self, printer, peers, mesh, relay):
+    def __init__(self, printer, peers, mesh, relay, election):
         self.printer = printer
         self.peers = peers
         self.mesh = mesh
         self.relay = relay
+        self.election = election
+
+    # How each instance is reached
+    def reached_name(self, name):
+        hop = self.relay.routes().get(name)
+        if hop is None:
+            return 'not reached'
+        return 'direct' if hop == name else 'relayed via %s' % (hop,)
+
+    def reached(self, peer):
+        routes = self.relay.routes()
+        if peer.has_module or peer.name in routes:
+            if peer.name not in routes and peer.ready:
+                return "connected, not linked (it does not list '%s')" % (
+                    self.peers.own_name,)
+            return self.reached_name(peer.name)
+        if not peer.ready:
+            return 'not reached'
+        if peer.serving:
+            return 'direct, served here'
+        election = self.election
+        chosen = election.chosen(peer.kid) if peer.kid else None
+        if chosen is not None and chosen is not peer:
+            return 'direct, the same Klipper as %s' % (chosen.name,)
+        server = election.server_of(peer.kid) if peer.kid else None
+        if server not in (None, self.peers.own_name):
+            return 'direct, served by %s' % (server,)
+        return 'direct'
 
     def known_by(self, peer):
         if peer.known_by == 'configured' and self.peers.shared_file:
@@ -29,13 +57,13 @@ class Status:
                         'ready': peer.ready, 'state': peer.state,
                         'module': peer.has_module,
                         'known_by': self.known_by(peer),
-                        'reached': relay.reached(peer)})
+                        'reached': self.reached(peer)})
         routes = relay.routes()
         for name in sorted(relay.known_names() - set(self.peers)):
             out.append({'name': name, 'connected': False,
                         'ready': name in routes, 'state': 'unknown',
                         'module': True, 'known_by': 'mesh',
-                        'reached': relay.reached_name(name)})
+                        'reached': self.reached_name(name)})
         return out
 
     def router_status(self):
@@ -46,8 +74,8 @@ class Status:
         peers = {}
         for name, peer in self.peers.items():
             peers[name] = dict(peer.get_status(), known_by=self.known_by(peer),
-                               reached=relay.reached(peer))
+                               reached=self.reached(peer))
         return {'name': self.peers.own_name, 'mesh': self.mesh,
                 'peers': peers,
-                'instances': {name: relay.reached_name(name) for name in
+                'instances': {name: self.reached_name(name) for name in
                               relay.known_names() - set(self.peers)}}

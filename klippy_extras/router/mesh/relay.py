@@ -1,6 +1,6 @@
 # Mesh events and cards on klippy's reactor: each event runs once on every
 # instance it can reach, around a link that fails; cards keep the view of
-# the mesh current. mesh.py holds the decisions, neighbors.py moves the
+# the mesh current. sansio/view.py holds the decisions, neighbors.py moves the
 # messages.
 #
 # Copyright (C) 2026  Klipper Router contributors
@@ -9,7 +9,7 @@
 import logging, time
 from ..common import gcode_text
 from ..link.sansio import framing
-from .sansio import events, view as mesh
+from .sansio import events, view as mesh_view
 from .neighbors import BACKLOG
 from ..common.timers import next_due
 from ..common.timers import drop_timer
@@ -25,9 +25,9 @@ class MeshRelay:
         self.peers = peers
         self.callers = callers
         self.dispatch = dispatch     # runs an event's handlers here
-        self.view = mesh.MeshView(peers.own_name, mesh_name, time.time())
-        self.seen = mesh.SeenIds()
-        self.retried = mesh.SeenIds()
+        self.view = mesh_view.MeshView(peers.own_name, mesh_name, time.time())
+        self.seen = mesh_view.SeenIds()
+        self.retried = mesh_view.SeenIds()
         self.neighbors = neighbors
         neighbors.connect(self.receive, self._failed)
         self._neighbor_names = frozenset()
@@ -67,7 +67,7 @@ class MeshRelay:
         if changed:
             self._flood_card(self.view.own, None)
         if new:
-            cards = [mesh.card_to_wire(c) for c in self.view.all_cards()]
+            cards = [mesh_view.card_to_wire(c) for c in self.view.all_cards()]
             msg = framing.Encoded({'kind': 'cards', 'cards': cards})
             for name in sorted(new):
                 self._send(name, msg, True)
@@ -112,7 +112,7 @@ class MeshRelay:
         # The card's own instance sent it to its neighbors itself
         skip = {sender, card.name} | (card.neighbors if sender else set())
         msg = framing.Encoded({'kind': 'cards',
-                               'cards': [mesh.card_to_wire(card)]})
+                               'cards': [mesh_view.card_to_wire(card)]})
         for n in sorted(self.neighbor_names() - skip):
             self._send(n, msg, own=sender is None)
 
@@ -120,15 +120,15 @@ class MeshRelay:
     def originate(self, event, context, source):
         """Sends a new event of this instance (for source: this one, or a
         Klipper without the module that it serves) to the mesh."""
-        msg = {'kind': 'event', 'origin': self.peers.own_name, 'source': source,
-               'id': mesh.new_event_id(), 'event': event, 'context': context,
-               'hops': 0}
+        msg = {'kind': 'event', 'origin': self.peers.own_name,
+               'source': source, 'id': mesh_view.new_event_id(),
+               'event': event, 'context': context, 'hops': 0}
         self.seen.first_time(_key(msg))
         self._relay(msg, [], None, own=True)
 
     def _relay(self, msg, skip, sender, own=False):
-        targets, new_skip = mesh.relay_plan(skip, self.neighbor_names(), sender,
-                                            self.peers.own_name)
+        targets, new_skip = mesh_view.relay_plan(
+            skip, self.neighbor_names(), sender, self.peers.own_name)
         out = dict(msg, skip=new_skip, hops=msg.get('hops', 0) + 1)
         out.pop('to', None)
         out = framing.Encoded(out)    # the same for each: encoded once
@@ -173,12 +173,12 @@ class MeshRelay:
             logging.exception("router: mesh message from '%s'", sender)
 
     def _receive_cards(self, sender, cards):
-        if not isinstance(cards, list) or len(cards) > mesh.MAX_CARDS + 1:
+        if not isinstance(cards, list) or len(cards) > mesh_view.MAX_CARDS + 1:
             raise ValueError("cards is not a short list")
         changed = False
         neighbors = self.neighbor_names()
         for data in cards:
-            card = mesh.card_from_wire(data)
+            card = mesh_view.card_from_wire(data)
             # An instance's own card, from it, beats any passed on about it
             if self.view.accept(card, direct=card.name == sender,
                                 neighbors=neighbors):
@@ -191,22 +191,10 @@ class MeshRelay:
         if 'events' not in self.callers.allow_of(sender):
             logging.info("router: event from '%s' refused (allow:)", sender)
             return
-        origin = gcode_text.check_name(msg.get('origin'))
-        event = events.check_event(msg.get('event'))
-        ident = msg.get('id')
-        hops = msg.get('hops')
-        if (origin is None or event is None or not isinstance(ident, str)
-                or len(ident) > 64 or not isinstance(hops, int)):
-            raise ValueError("event without origin, name, id or hops")
-        skip = mesh.check_skip(msg.get('skip', []))
-        context = events.check_context(msg.get('context', {}))
-        source = gcode_text.check_name(msg.get('source', origin))
-        if source is None:
-            raise ValueError("event with an invalid source")
-        # Passed on as checked: the key of the same event is the same here
-        # and wherever it goes (_key)
-        msg = dict(msg, origin=origin, event=event, context=context,
-                   source=source)
+        msg, skip = _checked_event(msg)
+        origin, event, context, source, hops = (
+            msg['origin'], msg['event'], msg['context'], msg['source'],
+            msg['hops'])
         key = _key(msg)
         to = msg.get('to')
         if to is not None and to != self.peers.own_name:
@@ -236,7 +224,7 @@ class MeshRelay:
         return (origin != self.peers.own_name
                 and 'events' in self.callers.allow_of(origin))
 
-    # How each instance is reached, for printer.router and the list
+    # The view, for printer.router and the list (klipper/status.py)
     def routes(self):
         """{name: first hop} of every instance reachable now."""
         return self.view.routes()
@@ -245,34 +233,28 @@ class MeshRelay:
         """Every instance this one has a card of."""
         return self.view.known()
 
-    def reached_name(self, name):
-        hop = self.view.routes().get(name)
-        if hop is None:
-            return 'not reached'
-        return 'direct' if hop == name else 'relayed via %s' % (hop,)
 
-    def reached(self, peer):
-        routes = self.view.routes()
-        if peer.has_module or peer.name in routes:
-            if peer.name not in routes and peer.ready:
-                return "connected, not linked (it does not list '%s')" % (
-                    self.peers.own_name,)
-            return self.reached_name(peer.name)
-        if not peer.ready:
-            return 'not reached'
-        if peer.serving:
-            return 'direct, served here'
-        election = self.election
-        chosen = election.chosen(peer.kid) if peer.kid else None
-        if chosen is not None and chosen is not peer:
-            return 'direct, the same Klipper as %s' % (chosen.name,)
-        server = election.server_of(peer.kid) if peer.kid else None
-        if server not in (None, self.peers.own_name):
-            return 'direct, served by %s' % (server,)
-        return 'direct'
+def _checked_event(msg):
+    """(the event as checked, its skip list). Raises ValueError. Passed
+    on as checked: the key of the same event is the same here and
+    wherever it goes (_key)."""
+    origin = gcode_text.check_name(msg.get('origin'))
+    event = events.check_event(msg.get('event'))
+    ident = msg.get('id')
+    hops = msg.get('hops')
+    if (origin is None or event is None or not isinstance(ident, str)
+            or len(ident) > 64 or not isinstance(hops, int)):
+        raise ValueError("event without origin, name, id or hops")
+    skip = mesh_view.check_skip(msg.get('skip', []))
+    context = events.check_context(msg.get('context', {}))
+    source = gcode_text.check_name(msg.get('source', origin))
+    if source is None:
+        raise ValueError("event with an invalid source")
+    return dict(msg, origin=origin, event=event, context=context,
+                source=source), skip
 
 
 def _key(msg):
     """The deduplication key of a checked event message."""
-    return mesh.event_key(msg['origin'], msg['id'], msg['event'],
+    return mesh_view.event_key(msg['origin'], msg['id'], msg['event'],
                           msg['context'], msg['source'])
