@@ -99,13 +99,13 @@ class Lifecycle:
         serve: its ROUTER_ON_READY, and every instance it can reach."""
         if peer not in self._served():
             return
-        if 'ROUTER_ON_READY' in peer.remote_macros:
+        if 'ROUTER_ON_READY' in peer.session.remote_macros:
             peer.run_line('ROUTER_ON_READY', 'hook ROUTER_ON_READY')
         for name in [self.peers.own_name] + sorted(self.announced
                                                 - {peer.name}):
             self._stock_macro(peer, 'ROUTER_ON_CONNECTED', name)
 
     def _stock_macro(self, peer, macro, printer_name):
-        if macro in peer.remote_macros:
+        if macro in peer.session.remote_macros:
             peer.run_line(gcode_text.command_line(
                 macro, {'PRINTER': printer_name}), "hook %s" % (macro,))

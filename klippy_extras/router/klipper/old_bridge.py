@@ -94,7 +94,9 @@ def objects_param(params):
             for n, f in objects.items()}
 
 
-class Bridge:
+class BridgeEntries:
+    """How calls come in (API requests, pushed remote-method calls) and
+    whether they may run here; Bridge below holds the methods."""
     def __init__(self, printer, peers, runner, callers, request_timeout):
         self.printer = printer
         self.reactor = printer.get_reactor()
@@ -213,6 +215,10 @@ class Bridge:
             logging.exception("router: %s", method)
             done(None, "internal error: %s" % (type(e).__name__,))
 
+
+
+class Bridge(BridgeEntries):
+    """The old bridge's router/* methods."""
     # Helpers
     def _peer(self, name, allow_self=True):
         """The Peer for a target name; this instance is its self link."""

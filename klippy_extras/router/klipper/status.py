@@ -8,11 +8,9 @@
 
 class Status:
     def __init__(self, printer, peers, mesh, relay, election):
-        self.printer = printer
-        self.peers = peers
-        self.mesh = mesh
-        self.relay = relay
-        self.election = election
+        self.printer, self.peers, self.mesh = printer, peers, mesh
+        # Routes from the relay's view, who serves from the election
+        self.relay, self.election = relay, election
 
     # How each instance is reached
     def reached_name(self, name):
@@ -54,7 +52,7 @@ class Status:
         relay = self.relay
         for name, peer in sorted(self.peers.items()):
             out.append({'name': name, 'connected': peer.session.session_up,
-                        'ready': peer.ready, 'state': peer.state,
+                        'ready': peer.ready, 'state': peer.session.state,
                         'module': peer.has_module,
                         'known_by': self.known_by(peer),
                         'reached': self.reached(peer)})

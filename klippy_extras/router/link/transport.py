@@ -38,7 +38,56 @@ def describe_os_error(e):
     return str(e) or type(e).__name__
 
 
-class StreamTransport:
+class StreamWriting:
+    """Writing frames to the stream (part of StreamTransport, below)."""
+    def _write_event(self, eventtime):
+        if self._closing or self.sock is None:
+            return
+        try:
+            self._writable()
+        except Exception:
+            logging.exception("router: write error on %s", self.describe())
+            self._defer_close("internal write error")
+
+    def _writable(self):
+        self._flush()
+
+    def _flush(self):
+        sent = self._send_some(self._send_buf)
+        if sent:
+            del self._send_buf[:sent]
+        if sent is not None:
+            self._set_wake(writing=bool(self._send_buf))
+
+    def _send_some(self, data):
+        """How much of data the socket took; None if it failed (closing)"""
+        try:
+            return self.sock.send(data)
+        except OSError as e:
+            if e.errno in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR):
+                return 0
+            self._defer_close("write error: %s" % (e,))
+            return None
+
+    # Sending
+    def buffered(self):
+        """Bytes written and not yet sent."""
+        return len(self._send_buf)
+
+    def send(self, frame):
+        """Queues one frame (the JSON text of a message)."""
+        if not self.connected or self._closing:
+            raise TransportError("not connected")
+        data = self._encode(frame)
+        # Nothing queued: straight to the socket, as most frames go
+        sent = 0 if self._send_buf or self._write_wake else (
+            self._send_some(data))
+        if sent is not None and sent < len(data):
+            self._send_buf += data[sent:]
+            self._set_wake(writing=True)
+
+
+class StreamTransport(StreamWriting):
     """Moves bytes only in fd callbacks; everything it tells its owner
     (up, frames, down) comes from reactor callbacks: in some flavors an fd
     callback that unregisters an fd of the current poll batch (its own,
@@ -235,58 +284,12 @@ class StreamTransport:
             self.owner.transport_frames(frames)
         return self.reactor.NEVER
 
-    def _write_event(self, eventtime):
-        if self._closing or self.sock is None:
-            return
-        try:
-            self._writable()
-        except Exception:
-            logging.exception("router: write error on %s", self.describe())
-            self._defer_close("internal write error")
-
-    def _writable(self):
-        self._flush()
-
-    def _flush(self):
-        sent = self._send_some(self._send_buf)
-        if sent:
-            del self._send_buf[:sent]
-        if sent is not None:
-            self._set_wake(writing=bool(self._send_buf))
-
-    def _send_some(self, data):
-        """How much of data the socket took; None if it failed (closing)"""
-        try:
-            return self.sock.send(data)
-        except OSError as e:
-            if e.errno in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR):
-                return 0
-            self._defer_close("write error: %s" % (e,))
-            return None
-
     def _set_wake(self, reading=None, writing=None):
         reading = self._reading if reading is None else reading
         writing = self._write_wake if writing is None else writing
         if (reading, writing) != (self._reading, self._write_wake):
             self._reading, self._write_wake = reading, writing
             self.reactor.set_fd_wake(self.fd_handle, reading, writing)
-
-    # Sending
-    def buffered(self):
-        """Bytes written and not yet sent."""
-        return len(self._send_buf)
-
-    def send(self, frame):
-        """Queues one frame (the JSON text of a message)."""
-        if not self.connected or self._closing:
-            raise TransportError("not connected")
-        data = self._encode(frame)
-        # Nothing queued: straight to the socket, as most frames go
-        sent = 0 if self._send_buf or self._write_wake else (
-            self._send_some(data))
-        if sent is not None and sent < len(data):
-            self._send_buf += data[sent:]
-            self._set_wake(writing=True)
 
     # What a kind of stream defines
     def _end_of_stream(self):

@@ -58,7 +58,19 @@ PeerHooks = collections.namedtuple(
     ' left_alone serve_own')
 
 
-class Peer:
+def _own_link(reactor, options, listener, link):
+    """The peer's link: a new one, or the one discovery opened."""
+    if link is None:
+        return Link(reactor, _transport(reactor, options), listener)
+    link.listener = listener
+    link.transport.backoff = Backoff(options.reconnect_delay,
+                                     options.reconnect_max_delay)
+    return link
+
+
+class PeerLink:
+    """A peer's link and session: the link's listener, and the session's
+    actions carried out. Peer below is what the rest of the router uses."""
     def __init__(self, reactor, options, hooks, is_self=False, link=None):
         self.hooks = hooks
         self.runner = hooks.runner
@@ -72,14 +84,7 @@ class Peer:
             options.name, hooks.own_name, reactor.monotonic, is_self,
             options.serve, options.module_required)
         self.subs = self.session.subs
-        if link is None:
-            link = Link(self.reactor, _transport(self.reactor, options), self)
-        else:
-            # A connection discovery opened: it becomes this peer's link
-            link.listener = self
-            link.transport.backoff = Backoff(options.reconnect_delay,
-                                             options.reconnect_max_delay)
-        self.link = link
+        self.link = _own_link(reactor, options, self, link)
         # What identifies the instance across the mesh: its socket's real
         # path, or the URL of its Moonraker bridge
         self.address = address_of(options)
@@ -106,19 +111,13 @@ class Peer:
     # What the session knows, for the router and the commands
     @property
     def ready(self):
+        """Its Klipper is ready and answers: G-code can go there now."""
         return self.session.ready
 
     @property
     def has_module(self):
+        """Its Klipper runs the router (learnt in the handshake)."""
         return self.session.has_module
-
-    @property
-    def remote_macros(self):
-        return self.session.remote_macros
-
-    @property
-    def state(self):
-        return self.session.state
 
     @property
     def may_be_candidate(self):
@@ -270,6 +269,9 @@ class Peer:
     def _report(self, report):
         self.runner.report(report.text, self.name)
 
+
+class Peer(PeerLink):
+    """One peer instance: its subscriptions, requests and status."""
     # Subscriptions to the peer's objects, merged into one per connection
     def subscribe(self, sub):
         """Raises ValueError (see SubscriptionSet.add)."""

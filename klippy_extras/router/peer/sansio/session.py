@@ -45,7 +45,68 @@ LeaveAlone = collections.namedtuple('LeaveAlone', 'reason')
 NO_MODULE = "it answered as a Klipper without the module"
 
 
-class PeerSession:
+class Readiness:
+    """The peer's Klipper state and readiness, from the phase of its
+    connection (part of PeerSession, below)."""
+    @property
+    def phase(self):
+        if not self.link_up:
+            return DISCONNECTED
+        if not self.session_up:
+            return CONNECTING
+        if not self.responsive:
+            return UNRESPONSIVE
+        if self.state != 'ready':
+            return NOT_READY
+        return READY
+
+    def _on_status(self, status):
+        if not isinstance(status, dict):
+            raise ProtocolError("status is not an object")
+        webhooks = status.get('webhooks')
+        if webhooks is None:
+            return []
+        if not isinstance(webhooks, dict):
+            raise ProtocolError("webhooks status is not an object")
+        return self._set_state(
+            webhooks.get('state', self.state),
+            webhooks.get('state_message', self.state_message))
+
+    def _set_state(self, state, message):
+        if state != DISCONNECTED and state not in KLIPPER_STATES:
+            raise ProtocolError("unknown Klipper state %.40r" % (state,))
+        if not isinstance(message, str):
+            message = ''
+        message = message.strip()
+        if (state, message) != (self.state, self.state_message):
+            self.state, self.state_message = state, message
+            self.changed_at = self.clock()
+        return self._update_ready()
+
+    def _set_responsive(self, responsive):
+        if responsive == self.responsive:
+            return []
+        self.responsive = responsive
+        return self._update_ready()
+
+    def _update_ready(self):
+        phase = self.phase
+        ready = phase == READY
+        if ready == self.ready:
+            return []
+        self.ready = ready
+        self.changed_at = self.clock()
+        reason = 'unresponsive' if phase == UNRESPONSIVE else (
+            DISCONNECTED if phase in (DISCONNECTED, CONNECTING)
+            else self.state)
+        return [ReadyChanged(ready, reason)]
+
+    def permits(self, action):
+        """What this instance may do there (the peer's allow: for it)."""
+        return self.remote_allow is None or action in self.remote_allow
+
+
+class PeerSession(Readiness):
     def __init__(self, name, own_name, clock, is_self=False, serve=True,
                  module_required=False):
         self.name = name
@@ -79,18 +140,6 @@ class PeerSession:
         self.responsive = True
         self.rtt = None
         self._ping_sent = None
-
-    @property
-    def phase(self):
-        if not self.link_up:
-            return DISCONNECTED
-        if not self.session_up:
-            return CONNECTING
-        if not self.responsive:
-            return UNRESPONSIVE
-        if self.state != 'ready':
-            return NOT_READY
-        return READY
 
     # Inputs
     def connected(self):
@@ -270,51 +319,10 @@ class PeerSession:
         self.session_up = True
         return [Healthy()] + self._update_ready()
 
-    # Klipper state and readiness
-    def _on_status(self, status):
-        if not isinstance(status, dict):
-            raise ProtocolError("status is not an object")
-        webhooks = status.get('webhooks')
-        if webhooks is None:
-            return []
-        if not isinstance(webhooks, dict):
-            raise ProtocolError("webhooks status is not an object")
-        return self._set_state(
-            webhooks.get('state', self.state),
-            webhooks.get('state_message', self.state_message))
 
-    def _set_state(self, state, message):
-        if state != DISCONNECTED and state not in KLIPPER_STATES:
-            raise ProtocolError("unknown Klipper state %.40r" % (state,))
-        if not isinstance(message, str):
-            message = ''
-        message = message.strip()
-        if (state, message) != (self.state, self.state_message):
-            self.state, self.state_message = state, message
-            self.changed_at = self.clock()
-        return self._update_ready()
 
-    def _set_responsive(self, responsive):
-        if responsive == self.responsive:
-            return []
-        self.responsive = responsive
-        return self._update_ready()
 
-    def _update_ready(self):
-        phase = self.phase
-        ready = phase == READY
-        if ready == self.ready:
-            return []
-        self.ready = ready
-        self.changed_at = self.clock()
-        reason = 'unresponsive' if phase == UNRESPONSIVE else (
-            DISCONNECTED if phase in (DISCONNECTED, CONNECTING)
-            else self.state)
-        return [ReadyChanged(ready, reason)]
 
-    def permits(self, action):
-        """What this instance may do there (the peer's allow: for it)."""
-        return self.remote_allow is None or action in self.remote_allow
 
 
 
