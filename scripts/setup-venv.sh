@@ -15,7 +15,7 @@ if [ "${1:-}" = "-k" ]; then
     HOSTS=0; shift
 fi
 VENV="${1:-.venv}"
-STAMP="$VENV/.router-setup-7"
+STAMP="$VENV/.router-setup-8"
 [ -f "$STAMP" ] && exit 0
 
 # True when interpreter $1 runs and its version is in [$2, $3], as tuples
@@ -97,6 +97,8 @@ if py_in "$PY" "(3, 10)" "(3, 13)"; then
 else
     "$VENV/bin/pip" install -q "wsproto==1.2.0" "h11==0.16.0"
 fi
+# Dead-code check of the module (tests/test_architecture.py)
+"$VENV/bin/pip" install -q "vulture==2.16"
 # Build Klipper's C helper now rather than at the first klippy start
 "$VENV/bin/python" -c 'from klippy import chelper; chelper.get_ffi()'
 

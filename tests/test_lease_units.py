@@ -10,6 +10,7 @@
 import random
 import pytest
 from router.mesh.sansio import lease
+from router.peer.sansio import identity
 
 STEP = .01
 
@@ -252,9 +253,9 @@ def test_random_stalls_cuts_kills_and_restarts_never_two_holders(seed):
 def test_klipper_id_is_what_it_says_not_how_it_is_reached():
     info = {'hostname': 'u1', 'config_file': '/home/a/printer.cfg',
             'log_file': '/tmp/klippy.log', 'process_id': 12}
-    a = lease.klipper_id(info, '/run/main.sock')
-    assert a == lease.klipper_id(dict(info, process_id=99),
+    a = identity.klipper_id(info, '/run/main.sock')
+    assert a == identity.klipper_id(dict(info, process_id=99),
                                  'ws://localhost:7125/klippysocket')
-    assert a != lease.klipper_id(dict(info, config_file='/x.cfg'), 'y')
-    assert lease.klipper_id({}, 'a') != lease.klipper_id({}, 'b')
+    assert a != identity.klipper_id(dict(info, config_file='/x.cfg'), 'y')
+    assert identity.klipper_id({}, 'a') != identity.klipper_id({}, 'b')
     assert len(a) <= 64

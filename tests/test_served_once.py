@@ -278,8 +278,8 @@ def test_a_forged_card_or_lease_from_an_unlisted_neighbor_changes_nothing(
     mesh.start()
     wait_until(lambda: served_by(mesh, ('m1', 'm2')) == ['m1'], 10.,
                what="m1 serves")
-    from router.mesh.sansio import lease
-    kid = lease.klipper_id(plain.info(), None)
+    from router.peer.sansio import identity
+    kid = identity.klipper_id(plain.info(), None)
     with ApiClient(mesh['m2'].sock) as evil:
         evil.request('router/info', {'name': 'evil'})
         evil.request('router/mesh/link', {})

@@ -5,17 +5,15 @@
 #
 # This file may be distributed under the terms of the GNU GPLv3 license.
 import collections, logging, os
-from ..link.sansio import rpc
-from ..mesh.sansio import lease
-from .sansio import session
 from ..common.gcode_text import command_line
-from ..link.sansio.backoff import Backoff
+from ..common.timers import drop_timer, next_due
 from ..link.link import Link, LinkError
-from ..common.timers import next_due
-from .sansio.subscriptions import callback_params
-from ..link.ws_transport import WebSocketTransport
+from ..link.sansio import rpc
+from ..link.sansio.backoff import Backoff
 from ..link.transport import UnixTransport
-from ..common.timers import drop_timer
+from ..link.ws_transport import WebSocketTransport
+from .sansio import identity, session
+from .sansio.subscriptions import callback_params
 
 # What a peer that is connected but not ready still takes as G-code
 NOT_READY_COMMANDS = ('FIRMWARE_RESTART', 'RESTART', 'STATUS')
@@ -217,9 +215,9 @@ class PeerLink:
         else:
             # A Klipper without the module: served by one instance of the
             # mesh (election.py), known by what it says of itself
-            self.kid = lease.klipper_id(self.session.info, self.address)
+            self.kid = identity.klipper_id(self.session.info, self.address)
             logging.info("router: %s is Klipper %s (%s)", self.name,
-                         self.kid, lease.describe_info(self.session.info,
+                         self.kid, identity.describe_info(self.session.info,
                                                        self.address))
             self.wants_serve = True
             self.hooks.changed()

@@ -20,7 +20,7 @@
 # Copyright (C) 2026  Klipper Router contributors
 #
 # This file may be distributed under the terms of the GNU GPLv3 license.
-import collections, hashlib, json
+import collections
 
 LEASE = 2.          # s a promise lasts, from the moment it was asked for
 MARGIN = .25        # s a promiser adds: clocks of two hosts drift
@@ -30,25 +30,6 @@ NEW_GRACE = 2 * RENEW    # s to get the promise of one first heard of
 MAX_ASKS = 64       # asks remembered (older ones have run out anyway)
 MAX_KLIPPERS = 64   # Klippers one instance tracks promises for
 MAX_OTHERS = 64     # instances one claim remembers
-
-
-def klipper_id(info, address):
-    """What identifies a Klipper, from its own info reply: the host, its
-    config and log files; the same however it is reached. A reply that
-    gives none of them is known by its address."""
-    keys = ('hostname', 'config_file', 'log_file')
-    values = [info.get(k) if isinstance(info, dict) else None for k in keys]
-    if not any(isinstance(v, str) and v for v in values):
-        values = ['address', address]
-    text = json.dumps([v if isinstance(v, str) else None for v in values])
-    return hashlib.sha256(text.encode()).hexdigest()[:24]
-
-
-def describe_info(info, address):
-    """The same identity in words, for the log."""
-    if isinstance(info, dict) and isinstance(info.get('config_file'), str):
-        return "%s:%s" % (info.get('hostname'), info.get('config_file'))
-    return address
 
 
 Other = collections.namedtuple('Other', 'inc want serving heard proc since')

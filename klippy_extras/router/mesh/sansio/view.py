@@ -14,7 +14,7 @@
 # Copyright (C) 2026  Klipper Router contributors
 #
 # This file may be distributed under the terms of the GNU GPLv3 license.
-import collections, hashlib, json, os
+import collections, hashlib, json, random
 from ...common import gcode_text
 
 MAX_CARDS = 64          # instances one view keeps
@@ -155,7 +155,8 @@ class MeshView:
 def new_event_id():
     """The id of a new event: random, so no one can take it before the
     event is sent."""
-    return os.urandom(ID_BYTES).hex()
+    return '%0*x' % (2 * ID_BYTES,
+                     random.SystemRandom().getrandbits(8 * ID_BYTES))
 
 
 def event_key(origin, ident, event, context, source):
