@@ -38,7 +38,7 @@ import sys
 import tempfile, threading, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, 'tests'))
+sys.path.insert(0, os.path.join(ROOT, 'tests', 'support'))
 from fakepeer import close_quietly  # noqa: E402
 from harness import (  # noqa: E402
     ApiClient, Mesh, Runtime, cpu_seconds as sched_cpu, peer_section)

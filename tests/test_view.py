@@ -1,5 +1,5 @@
 # Unit tests of the mesh view, without I/O (router/mesh/sansio/view.py):
-# cards, routes and the relay plan (the election: test_lease_units.py).
+# cards, routes and the relay plan (the election: test_lease.py).
 # The behaviour on real klippy processes is in test_mesh.py.
 #
 # Copyright (C) 2026  Klipper Router contributors

@@ -7,9 +7,10 @@ import contextlib, json, os, re, shutil, signal, socket, subprocess, sys
 import tempfile
 import threading, time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-MCU_DICT = os.path.join(HERE, 'data', 'mcu.dict')
+HERE = os.path.dirname(os.path.abspath(__file__))   # tests/support
+TESTS = os.path.dirname(HERE)
+ROOT = os.path.dirname(TESTS)
+MCU_DICT = os.path.join(TESTS, 'data', 'mcu.dict')
 
 
 class ApiError(Exception):
@@ -40,7 +41,7 @@ class Runtime:
             self.flavor = 'pypi'
             # The package predates Python 3.12: on newer Pythons a test-only
             # shim puts back what it uses that they removed
-            self.pythonpath = (os.path.join(HERE, 'py_compat')
+            self.pythonpath = (os.path.join(TESTS, 'py_compat')
                                if sys.version_info >= (3, 12) else None)
 
     def install_module(self):
@@ -63,7 +64,7 @@ class Runtime:
     def install_test_module(self, name):
         """A test-only module of tests/data, linked like ours."""
         dest = os.path.join(self.extras_dir(), name + '.py')
-        src = os.path.join(HERE, 'data', name + '.py')
+        src = os.path.join(TESTS, 'data', name + '.py')
         if os.path.realpath(dest) != src:
             if os.path.lexists(dest):
                 os.unlink(dest)
