@@ -96,9 +96,9 @@ def test_a_peer_that_must_run_the_module_is_never_served(reply, error, want):
 
 def test_handshake_with_a_module_peer_ends_ready():
     d = Driver()
-    assert d.s.phase == session.DISCONNECTED
+    assert d.s.phase == session.Phase.DISCONNECTED
     d.take(d.s.connected())
-    assert d.s.phase == session.CONNECTING
+    assert d.s.phase == session.Phase.CONNECTING
     assert d.pending('info')[0].params['client_info']['name'] == 'main'
     d.answer('info', READY_INFO)
     assert d.pending('router/info')[0].params == {'name': 'main'}
@@ -109,7 +109,7 @@ def test_handshake_with_a_module_peer_ends_ready():
     assert sub.params['objects'] == {'webhooks': ['state', 'state_message']}
     assert sub.params['response_template'] == {'router': 'status'}
     d.answer('objects/subscribe', {'status': {'webhooks': WEBHOOKS}})
-    assert d.s.phase == session.READY and d.s.ready and d.s.has_module
+    assert d.s.phase == session.Phase.READY and d.s.ready and d.s.has_module
     assert d.of(Healthy) and d.of(ReadyChanged) == [
         ReadyChanged(True, 'ready')]
     assert d.s.permits('query') and not d.s.permits('gcode')
@@ -143,7 +143,7 @@ def test_unlisted_instance_is_told_and_refused_here():
     d.answer('info', READY_INFO)
     d.answer('router/info', {'name': 'led', 'allow': [], 'known': False})
     assert not d.s.permits('gcode')
-    assert "add [router main] to led's config" in session.refusal(d.s, 'gcode')
+    assert "add [router main] to led's config" in d.s.refusal('gcode')
 
 
 def test_name_mismatch_is_reported():
@@ -184,8 +184,8 @@ def test_keepalive_rtt_unresponsive_and_back():
     d.take(d.s.tick()[0])
     assert d.answer('info', error=rpc.Error('timed out', rpc.TIMEOUT)) == [
         ReadyChanged(False, 'unresponsive')]
-    assert d.s.phase == session.UNRESPONSIVE
-    assert 'not responding' in session.unavailable(d.s, '')
+    assert d.s.phase == session.Phase.UNRESPONSIVE
+    assert 'not responding' in d.s.unavailable('')
     d.take(d.s.tick()[0])
     assert d.answer('info', READY_INFO) == [ReadyChanged(True, 'ready')]
 
@@ -238,11 +238,11 @@ def test_klipper_state_changes_and_restarts_are_allowed_when_not_ready():
         'webhooks': {'state': 'shutdown',
                      'state_message': 'MCU shutdown\nmore'}}}}))
     assert d.of(ReadyChanged) == [ReadyChanged(False, 'shutdown')]
-    assert d.s.phase == session.NOT_READY
-    assert session.unavailable(d.s, '') == ("Klipper state is 'shutdown':"
+    assert d.s.phase == session.Phase.NOT_READY
+    assert d.s.unavailable('') == ("Klipper state is 'shutdown':"
                                             " MCU shutdown")
-    assert session.unavailable(d.s, '', restart=True) is None
-    assert session.describe(d.s, '') == 'connected, Klipper shutdown'
+    assert d.s.unavailable('', restart=True) is None
+    assert d.s.describe('') == 'connected, Klipper shutdown'
 
 
 def test_closed_then_reconnected_gives_full_state_first():
@@ -263,8 +263,8 @@ def test_closed_then_reconnected_gives_full_state_first():
     assert d.s.closed('connection closed by peer') == [
         ReadyChanged(False, 'disconnected')]
     assert d.s.state_message == 'connection closed by peer'
-    assert session.describe(d.s, 'x') == 'disconnected: x'
-    assert session.unavailable(d.s, 'x') == 'not connected (x)'
+    assert d.s.describe('x') == 'disconnected: x'
+    assert d.s.unavailable('x') == 'not connected (x)'
     assert d.s.has_module        # kept while down
     # Back: the same value again is not a change for a subscription that
     # saw it, but the resubscription gives the full state to all

@@ -67,7 +67,7 @@ class Router:
 
     def _make_parts(self, printer, peers):
         """Each part, given the parts it uses (lower layers first)."""
-        self.runner = LocalRunner(printer, self._note_report)
+        self.runner = LocalRunner(printer, peers.note_failure)
         self.lifecycle = Lifecycle(printer, peers, self.runner)
         self.callers = Callers(printer, peers, self.mesh, self.allow_unlisted)
         self.bridge = Bridge(printer, peers, self.runner, self.callers,
@@ -93,7 +93,8 @@ class Router:
         """What every Peer is given: whom to tell, who takes its pushes."""
         self.hooks = PeerHooks(
             own_name=self.name, runner=self.runner,
-            ready_changed=self.peer_ready_changed, changed=self.mesh_changed,
+            ready_changed=self.peer_ready_changed, known=self.peer_known,
+            changed=self.mesh_changed,
             pushes={'call': self.bridge.handle_push,
                     'mesh': self._neighbors.handle_push},
             run_line_on=self.run_line_on, left_alone=self.leave_alone,
@@ -186,7 +187,7 @@ class Router:
 
     # Lifecycle
     def _start_links(self, eventtime):
-        for peer in self.peers.all_links():
+        for peer in self.peers.with_self():
             peer.start()
         self.relay.start()
         self.election.start()
@@ -240,7 +241,7 @@ class Router:
                      self.relay, self.watcher):
             if part is not None:
                 part.stop()
-        for peer in self.peers.all_links():
+        for peer in self.peers.with_self():
             try:
                 peer.stop()
             except Exception:
@@ -251,9 +252,15 @@ class Router:
     def peer_ready_changed(self, peer, ready, reason):
         if not peer.is_self:
             if ready and peer.has_module:
-                self.relay.peer_linked(peer)
+                self._neighbors.offer_way_back(peer)
             self.mesh_changed()
         self.lifecycle.peer_ready_changed(peer, ready, reason)
+
+    def peer_known(self, peer):
+        """A ready peer with the module has come to list this instance:
+        it is a neighbor now."""
+        self._neighbors.offer_way_back(peer)
+        self.mesh_changed()
 
     def mesh_changed(self):
         self.relay.refresh()
@@ -263,11 +270,6 @@ class Router:
         peer = self.peers.get(name)
         if peer is not None:
             peer.run_line(line, what)
-
-    def _note_report(self, text, peer_name):
-        peer = self.peers.get(peer_name or '')
-        if peer is not None:
-            peer.note_failure(text)
 
     # printer.router: built on every call, so it is never stale
     def get_status(self, eventtime=None):

@@ -7,7 +7,7 @@
 # This file may be distributed under the terms of the GNU GPLv3 license.
 from ..common import gcode_text
 from ..link.sansio import rpc
-from ..peer.sansio import session
+from ..peer.sansio.session import Phase
 from ..peer.peer import PeerError
 
 
@@ -166,16 +166,11 @@ def describe_link(peer, now):
     s = peer.session
     since = duration(now - s.changed_at)
     phase = s.phase
-    if phase == session.READY:
-        text = "ready for %s" % (since,)
-    elif phase == session.NOT_READY:
-        text = "connected, Klipper %s for %s" % (s.state, since)
-        msg = s.state_message.split('\n')[0].strip()
-        if msg:
-            text += " (%s)" % (msg,)
-    else:
-        text = "%s for %s" % ({session.UNRESPONSIVE: "not responding"}.get(
-            phase, phase), since)
+    words = s.describe('') if phase is Phase.NOT_READY else phase.value
+    text = "%s for %s" % (words, since)
+    msg = s.state_message.split('\n')[0].strip()
+    if phase is Phase.NOT_READY and msg:
+        text += " (%s)" % (msg,)
     if s.session_up:
         if s.rtt is not None:
             text += ", rtt %.1f ms" % (s.rtt * 1000.,)

@@ -30,7 +30,7 @@ def link_method(name):
     return 'router/link/' + name
 
 
-def _linked(peer):
+def _is_neighbor(peer):
     """A peer this instance dials that is a neighbor: ready, with the
     module, and knowing this instance."""
     return peer.ready and peer.has_module and peer.session.remote_known
@@ -68,14 +68,14 @@ class Neighbors:
 
     def _dialed(self, name):
         peer = self.peers.get(name)
-        return peer if peer is not None and _linked(peer) else None
+        return peer if peer is not None and _is_neighbor(peer) else None
 
     def _inbound_open(self, name):
         conn = self._inbound.get(name)
         return conn is not None and not conn.is_closed()
 
     def names(self):
-        names = {p.name for p in self.peers.values() if _linked(p)}
+        names = {p.name for p in self.peers.values() if _is_neighbor(p)}
         names.update(n for n in self._inbound if self._inbound_open(n))
         return frozenset(names)
 
@@ -204,8 +204,10 @@ class Neighbors:
             self._unanswered[entry[1]] -= 1
         web_request.send({})
 
-    def handle_push(self, peer, params):
-        """A message pushed by a neighbor this instance dials."""
+    def handle_push(self, peer, pushed):
+        """A message pushed by a neighbor this instance dials: Klipper's
+        remote-method call of router/link/<name>, its kwargs in params."""
+        params = pushed.get('params')
         if not isinstance(params, dict):
             return
         ack = params.get('ack')

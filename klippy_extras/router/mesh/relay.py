@@ -50,9 +50,6 @@ class MeshRelay:
     def neighbor_names(self):
         return self.neighbors.names()
 
-    def peer_linked(self, peer):
-        self.neighbors.offer_way_back(peer)
-
     def refresh(self):
         """Recomputes this instance's card; sends it around if changed,
         and every card held to a new neighbor."""

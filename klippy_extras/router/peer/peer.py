@@ -52,8 +52,8 @@ class PeerError(Exception):
 # a peer knows neither the old bridge's methods nor the mesh; serve_own
 # takes this instance's own macros' calls (on its link to itself).
 PeerHooks = collections.namedtuple(
-    'PeerHooks', 'own_name runner ready_changed changed pushes run_line_on'
-    ' left_alone serve_own')
+    'PeerHooks', 'own_name runner ready_changed known changed pushes'
+    ' run_line_on left_alone serve_own')
 
 
 def _own_link(reactor, options, listener, link):
@@ -135,10 +135,10 @@ class PeerLink:
         return self.session.permits(action)
 
     def refusal(self, action):
-        return session.refusal(self.session, action)
+        return self.session.refusal(action)
 
     def describe(self):
-        return session.describe(self.session, self.link.last_error)
+        return self.session.describe(self.link.last_error)
 
     # Lifecycle, called by the router
     def start(self):
@@ -260,8 +260,9 @@ class PeerLink:
         self.hooks.ready_changed(self, change.ready, change.reason)
 
     def _known(self, known):
+        # A ready peer with the module now lists this instance
         if self.ready:
-            self.hooks.ready_changed(self, True, 'known')
+            self.hooks.known(self)
 
     def _leave_alone(self, leave):
         # The router drops this peer; its link is closed now
@@ -297,11 +298,11 @@ class Peer(PeerLink):
 
     def check_ready(self, script=None):
         """Raises PeerError saying why G-code cannot go to the peer now."""
-        if self.session.phase == session.READY:
+        if self.session.phase is session.Phase.READY:
             return
         words = (script or '').split()[:1]
-        why = session.unavailable(
-            self.session, self.link.last_error,
+        why = self.session.unavailable(
+            self.link.last_error,
             restart=bool(words) and words[0].upper() in NOT_READY_COMMANDS)
         if why is not None:
             raise PeerError(why)

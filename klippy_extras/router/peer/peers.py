@@ -24,7 +24,13 @@ class PeerTable(dict):
             return peer
         return self.get(gcode_text.check_name(name) or '')
 
-    def all_links(self):
+    def note_failure(self, text, name):
+        """A failure reported about a peer: its last_failure."""
+        peer = self.get(name or '')
+        if peer is not None:
+            peer.note_failure(text)
+
+    def with_self(self):
         """Every peer, and the link to this instance's own socket."""
         links = list(self.values())
         if self.self_peer is not None:

@@ -118,7 +118,7 @@ class MeshView:
     def all_cards(self):
         return [self.own] + list(self.cards.values())
 
-    def _linked(self, a, b):
+    def _edge(self, a, b):
         ca = self.own if a == self.own.name else self.cards.get(a)
         cb = self.own if b == self.own.name else self.cards.get(b)
         return (ca is not None and cb is not None and b in ca.neighbors
@@ -143,7 +143,7 @@ class MeshView:
             card = self.cards.get(here)
             for n in sorted(card.neighbors if card else ()):
                 if n != self.own.name and n not in routes and (
-                        self._linked(here, n)):
+                        self._edge(here, n)):
                     routes[n] = routes[here]
                     queue.append(n)
         return routes

@@ -10,7 +10,7 @@
 # Copyright (C) 2026  Klipper Router contributors
 #
 # This file may be distributed under the terms of the GNU GPLv3 license.
-import collections
+import collections, enum
 from ...link.sansio import rpc
 from ...link.sansio.framing import ProtocolError
 from .subscriptions import SubscriptionSet
@@ -22,12 +22,19 @@ KLIPPER_STATES = ('startup', 'ready', 'error', 'shutdown')
 STATUS_TEMPLATE = {'router': 'status'}
 CLIENT_VERSION = "0.3.0"
 
-# Phases, in the order a connection goes through them
-DISCONNECTED = 'disconnected'
-CONNECTING = 'connecting'         # link up, handshake under way
-UNRESPONSIVE = 'unresponsive'     # no keepalive answer for PING_TIMEOUT
-NOT_READY = 'not_ready'           # connected; its Klipper is not ready
-READY = 'ready'
+class Phase(enum.Enum):
+    """The phases of one connection, in the order it goes through them;
+    each one's value is how it reads (describe, unavailable and the
+    printers list build on it)."""
+    DISCONNECTED = 'disconnected'
+    CONNECTING = 'connecting'          # link up, handshake under way
+    UNRESPONSIVE = 'not responding'    # no keepalive answer for PING_TIMEOUT
+    NOT_READY = 'connected'            # its Klipper is not ready
+    READY = 'ready'
+
+
+# The Klipper state shown while there is no connection
+STATE_DISCONNECTED = 'disconnected'
 
 # Actions
 # inline: the reply may be taken in the fd callback (Link.take_now)
@@ -51,14 +58,14 @@ class Readiness:
     @property
     def phase(self):
         if not self.link_up:
-            return DISCONNECTED
+            return Phase.DISCONNECTED
         if not self.session_up:
-            return CONNECTING
+            return Phase.CONNECTING
         if not self.responsive:
-            return UNRESPONSIVE
+            return Phase.UNRESPONSIVE
         if self.state != 'ready':
-            return NOT_READY
-        return READY
+            return Phase.NOT_READY
+        return Phase.READY
 
     def _on_status(self, status):
         if not isinstance(status, dict):
@@ -73,7 +80,7 @@ class Readiness:
             webhooks.get('state_message', self.state_message))
 
     def _set_state(self, state, message):
-        if state != DISCONNECTED and state not in KLIPPER_STATES:
+        if state != STATE_DISCONNECTED and state not in KLIPPER_STATES:
             raise ProtocolError("unknown Klipper state %.40r" % (state,))
         if not isinstance(message, str):
             message = ''
@@ -91,19 +98,56 @@ class Readiness:
 
     def _update_ready(self):
         phase = self.phase
-        ready = phase == READY
+        ready = phase is Phase.READY
         if ready == self.ready:
             return []
         self.ready = ready
         self.changed_at = self.clock()
-        reason = 'unresponsive' if phase == UNRESPONSIVE else (
-            DISCONNECTED if phase in (DISCONNECTED, CONNECTING)
+        reason = 'unresponsive' if phase is Phase.UNRESPONSIVE else (
+            STATE_DISCONNECTED if phase in (Phase.DISCONNECTED,
+                                            Phase.CONNECTING)
             else self.state)
         return [ReadyChanged(ready, reason)]
 
     def permits(self, action):
         """What this instance may do there (the peer's allow: for it)."""
         return self.remote_allow is None or action in self.remote_allow
+
+    # Descriptions, all from the phase
+    def describe(self, last_error):
+        """The phase in words, for the log and lists."""
+        phase = self.phase
+        if phase is Phase.DISCONNECTED:
+            return "%s: %s" % (phase.value, last_error or "connecting")
+        if phase is Phase.NOT_READY:
+            return "%s, Klipper %s" % (phase.value, self.state)
+        return phase.value
+
+    def unavailable(self, last_error, restart=False):
+        """Why G-code cannot go to the peer now, or None. A connected peer
+        that is not ready still takes a restart."""
+        phase = self.phase
+        if phase is Phase.READY or (phase is Phase.NOT_READY and restart):
+            return None
+        if phase is Phase.NOT_READY:
+            msg = self.state_message.split('\n')[0]
+            return "Klipper state is '%s'%s" % (self.state,
+                                                (": " + msg) if msg else "")
+        if phase is Phase.DISCONNECTED:
+            return "not connected (%s)" % (last_error or "connecting",)
+        if phase is Phase.UNRESPONSIVE:
+            return "%s (no answer for %.0f s)" % (phase.value, PING_TIMEOUT)
+        return phase.value
+
+    def refusal(self, action):
+        """Why the peer does not let this instance do that."""
+        if not self.remote_known:
+            return ("'%s' does not know instance '%s': add [router %s] to"
+                    " %s's config" % (self.name, self.own_name,
+                                      self.own_name, self.name))
+        return ("'%s' does not accept %s from '%s' (see allow: in its"
+                " [router %s])" % (self.name, action, self.own_name,
+                                   self.own_name))
 
 
 class PeerSession(Readiness):
@@ -119,7 +163,7 @@ class PeerSession(Readiness):
         self.module_required = module_required
         self.subs = SubscriptionSet()
         self.link_up = False
-        self.state = DISCONNECTED     # the peer's Klipper state
+        self.state = STATE_DISCONNECTED   # the peer's Klipper state
         self.state_message = ''
         self.changed_at = clock()
         self.ready = False
@@ -153,7 +197,7 @@ class PeerSession(Readiness):
     def closed(self, reason):
         self.link_up = False
         self._reset()
-        return self._set_state(DISCONNECTED, reason)
+        return self._set_state(STATE_DISCONNECTED, reason)
 
     def push(self, msg):
         """A message without id that is not a remote-method call."""
@@ -237,7 +281,7 @@ class PeerSession(Readiness):
                 " know this instance by that name" % (
                     self.name, result.get('name'))))
         if len(self.subs) and not self.permits('subscribe'):
-            actions.append(Report(refusal(self, 'subscribe')
+            actions.append(Report(self.refusal('subscribe')
                                   + ": its objects are not followed"))
         if self.is_self or (not self.has_module and self.serve):
             actions.append(Serve())
@@ -326,17 +370,6 @@ class PeerSession(Readiness):
 
 
 
-def refusal(s, action):
-    """Why the peer does not let this instance do that."""
-    if not s.remote_known:
-        return ("'%s' does not know instance '%s': add [router %s] to"
-                " %s's config" % (s.name, s.own_name,
-                                  s.own_name, s.name))
-    return ("'%s' does not accept %s from '%s' (see allow: in its"
-            " [router %s])" % (s.name, action, s.own_name,
-                               s.own_name))
-
-
 def _deliver(changes):
     return [Deliver(changes)] if changes else []
 
@@ -362,28 +395,3 @@ def _version(text):
         return tuple(int(x) for x in str(text).split('.'))
     except ValueError:
         return ()
-
-
-# Descriptions, all from the phase
-def describe(s, last_error):
-    """The phase in words, for the log and lists."""
-    return {DISCONNECTED: "disconnected: %s" % (last_error or "connecting",),
-            UNRESPONSIVE: "not responding",
-            NOT_READY: "connected, Klipper %s" % (s.state,)}.get(
-                s.phase, s.phase)
-
-
-def unavailable(s, last_error, restart=False):
-    """Why G-code cannot go to the peer now, or None. A connected peer
-    that is not ready still takes a restart."""
-    phase = s.phase
-    if phase == READY or (phase == NOT_READY and restart):
-        return None
-    if phase == NOT_READY:
-        msg = s.state_message.split('\n')[0]
-        return "Klipper state is '%s'%s" % (s.state,
-                                            (": " + msg) if msg else "")
-    return {DISCONNECTED: "not connected (%s)" % (last_error or "connecting",),
-            CONNECTING: "connecting",
-            UNRESPONSIVE: "not responding (no answer for %.0f s)"
-            % (PING_TIMEOUT,)}[phase]
