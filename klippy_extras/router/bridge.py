@@ -114,7 +114,7 @@ class Bridge:
         """Takes the old bridge's calls of the peer's macros (or of this
         instance's own, on its own link)."""
         peer.serving = True
-        peer.dropped = 0
+        peer.calls_dropped = 0
         register_remote_methods(peer, self.router.own_methods_registered
                                 if peer.is_self else (lambda: None))
 
@@ -171,17 +171,17 @@ class Bridge:
     def _drop(self, peer, method, params):
         """A call of a served Klipper while this instance does not hold
         the lease: another may run it, so it never runs here."""
-        peer.dropped += 1
+        peer.calls_dropped += 1
         why = peer.lapse or "another instance serves it now"
         logging.info("router: dropped call %d from '%s': %.40r %.300r (%s)",
-                     peer.dropped, peer.name, method, params, why)
-        if peer.dropped <= SHOWN_DROPS:
+                     peer.calls_dropped, peer.name, method, params, why)
+        if peer.calls_dropped <= SHOWN_DROPS:
             self.runner.report(
                 "%s from '%s' dropped: this instance does not hold the"
                 " lease to serve it now (%s)%s" % (
                     method, peer.name, why,
                     "; further drops only in klippy.log"
-                    if peer.dropped == SHOWN_DROPS else ""), peer.name)
+                    if peer.calls_dropped == SHOWN_DROPS else ""), peer.name)
 
     def call(self, method, params, who, done):
         """Runs one method for who (a trust.Caller); done(result, error)

@@ -162,7 +162,7 @@ class Election:
             logging.info("router: serving '%s' (promises from: %s)",
                          chosen.name, ', '.join(claim.needed(now)) or '-')
             chosen.lapse = None
-            chosen.dropped = 0
+            chosen.calls_dropped = 0
             if not chosen.serving:
                 self._serve(chosen)
             else:

@@ -71,12 +71,12 @@ class Peer:
         # path, or the URL of its Moonraker bridge
         self.address = address_of(options)
         self.known_by = 'configured'        # or 'shared file', 'discovered'
-        self.dropped = False                # removed from the router
+        self.removed = False                # dropped from the router
         self.serving = False                # router/* registered on it
         self.wants_serve = False            # a served peer, if elected
         self.handing_over = False           # serving ends: calls dropped
         self.kid = None                     # its Klipper's identity
-        self.dropped = 0                    # calls dropped since served
+        self.calls_dropped = 0              # calls dropped since served
         self.lapse = None                   # why the lease is not held
         self.last_failure = ''
         self._status_key = self._status = None

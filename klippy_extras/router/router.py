@@ -186,9 +186,9 @@ class Router:
         its link, closed now): dropped, its socket left alone until the
         file changes. From the link's callback: the peer goes on the next
         reactor pass, outside it."""
-        if peer.dropped or self.discovery is None:
+        if peer.removed or self.discovery is None:
             return
-        peer.dropped = True
+        peer.removed = True
         key = socket_key(peer.address)   # the socket file that said so
         self.reactor.register_callback(
             lambda eventtime: self._drop_peer(peer, key, why))
