@@ -3,7 +3,7 @@
 # Copyright (C) 2026  Klipper Router contributors
 #
 # This file may be distributed under the terms of the GNU GPLv3 license.
-import os, time
+import os, re, time
 import pytest
 from harness import ApiError, ROOT, wait_until
 from macros import COMMON
@@ -146,3 +146,14 @@ def test_discovered_mesh(mesh):
         led.gcode("ROUTER_GCODE_SCRIPT TARGET=main SCRIPT=MARK")
     assert "'main' does not accept gcode from 'led'" in str(e.value)
     assert main.macro_vars('MARK')['count'] == 0
+
+
+def test_router_api_cfg_is_refused_with_the_module(mesh):
+    """What router_api.cfg's header says: an instance with [router] that
+    includes it does not start."""
+    node = mesh.add('main', "[router]\nname: main\n[include %s]\n" % (
+        os.path.join(EXAMPLES, 'router_api.cfg'),))
+    node.start()
+    node.wait_state('error')
+    assert re.search(r'gcode command ROUTER_[A-Z_]+ already registered',
+                     node.info()['state_message'])
