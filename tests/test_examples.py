@@ -3,9 +3,9 @@
 # Copyright (C) 2026  Klipper Router contributors
 #
 # This file may be distributed under the terms of the GNU GPLv3 license.
-import os, time
+import os, re, time
 import pytest
-from harness import ApiError, ROOT, wait_until
+from harness import ApiError, ROOT, assert_clean_log, wait_until
 from macros import COMMON
 
 EXAMPLES = os.path.join(ROOT, 'config_examples')
@@ -146,3 +146,89 @@ def test_discovered_mesh(mesh):
         led.gcode("ROUTER_GCODE_SCRIPT TARGET=main SCRIPT=MARK")
     assert "'main' does not accept gcode from 'led'" in str(e.value)
     assert main.macro_vars('MARK')['count'] == 0
+
+
+def stock_main_config(mesh):
+    """config_examples/stock_main/main.cfg with the include file of
+    config_examples/ itself (what a user copies next to printer.cfg)."""
+    return example(mesh, 'stock_main/main.cfg').replace(
+        '[include router_api.cfg]',
+        '[include %s]' % (os.path.join(EXAMPLES, 'router_api.cfg'),))
+
+
+def test_stock_main_served_by_its_filament_unit(mesh):
+    """config_examples/stock_main: main runs no module and includes
+    router_api.cfg; afc serves its ROUTER_* commands."""
+    main = mesh.add('main', stock_main_config(mesh))
+    afc = mesh.add('afc', example(mesh, 'stock_main/afc.cfg'))
+    mesh.start()
+    mesh.wait_links()
+    assert main.router_status() == {}   # no module on main
+    wait_until(lambda: afc.router_status()['peers']['main']['reached']
+               == 'direct, served here', 10., what="afc serves main")
+    out_main, out_afc = main.client, afc.client
+    afc.gcode("ROUTER_PRINTERS_LIST")
+    out_afc.wait_output(lambda l: re.search(
+        r'^// main: ready for .*, no module; configured, direct, served here$',
+        l, re.M))
+    # G-code to afc: each call runs there once
+    for lane in range(1, 6):
+        main.gcode("LOAD_LANE LANE=%d" % (lane,))
+    wait_until(lambda: afc.macro_vars('AFC_FEED')['fed'] == 5, 5.,
+               what="5 feeds on afc")
+    time.sleep(.5)
+    assert afc.macro_vars('AFC_FEED')['fed'] == 5
+    assert [l for l in out_afc.output if 'feeding lane' in l] == [
+        'echo: AFC: feeding lane %d' % (n,) for n in range(1, 6)]
+    # An event from main (CONTEXT parsed by the include file) reaches afc's
+    # [router event] handler, whose event back runs the handler that main's
+    # ROUTER_ON_READY installed with ROUTER_EVENT_SUBSCRIBE
+    main.gcode("UNLOAD_LANE LANE=3")
+    out_afc.wait_output(
+        lambda l: l == 'echo: AFC: retracting lane 3 for main')
+    out_main.wait_output(lambda l: l == 'echo: lane 3 retracted by afc')
+    assert main.macro_vars('_ON_RETRACT_DONE')['last_lane'] == 3
+    assert afc.macro_vars('AFC_RETRACT')['retracted'] == 1
+    # CONTEXT with empty items and a value that is empty; KEY=VALUE too
+    main.gcode('ROUTER_EVENT_TRIGGER EVENT=ace_retract'
+               ' CONTEXT=",lane=4, note=," EXTRA=x')
+    out_main.wait_output(lambda l: l == 'echo: lane 4 retracted by afc')
+    with pytest.raises(ApiError) as e:
+        main.gcode('ROUTER_EVENT_TRIGGER EVENT=ace_retract CONTEXT="lane"')
+    assert "CONTEXT: 'lane' is not key=value" in str(e.value)
+    with pytest.raises(ApiError) as e:
+        main.gcode('ROUTER_GCODE_SCRIPT TARGET=afc WAIT=1 SCRIPT=AFC_FEED')
+    assert 'WAIT=1 needs the router module' in str(e.value)
+    # Lists and queries print through _ROUTER_API_SHOW on main
+    main.gcode("ROUTER_PRINTERS_LIST")
+    out_main.wait_output(lambda l: l.startswith('// PRINTERS: [')
+                         and '"name":"afc"' in l)
+    main.gcode("ROUTER_OBJECTS_QUERY TARGET=afc OBJECTS=print_stats:state,"
+               "webhooks")
+    out_main.wait_output(lambda l: l == '// PRINT_STATS_STATE: standby')
+    out_main.wait_output(lambda l: l == '// WEBHOOKS_STATE: ready')
+    main.gcode("ROUTER_OBJECTS_LIST TARGET=afc")
+    out_main.wait_output(lambda l: l.startswith('// OBJECTS: ')
+                         and 'router' in l.split(': ', 1)[1].split(','))
+    # Subscribing: the first callback carries the full state, the next
+    # one the change
+    main.gcode('ROUTER_OBJECTS_SUBSCRIBE TARGET=afc'
+               ' OBJECTS="gcode_macro AFC_FEED:fed" CALLBACK=_ROUTER_API_SHOW')
+    out_main.wait_output(lambda l: l == '// GCODE_MACRO_AFC_FEED_FED: 5')
+    main.gcode("LOAD_LANE LANE=6")
+    out_main.wait_output(lambda l: l == '// GCODE_MACRO_AFC_FEED_FED: 6')
+    assert afc.macro_vars('AFC_FEED')['fed'] == 6
+    assert not [l for l in list(out_main.output) + list(out_afc.output)
+                if 'Router:' in l]
+    assert_clean_log(afc)
+
+
+def test_router_api_cfg_is_refused_with_the_module(mesh):
+    """What router_api.cfg's header says: an instance with [router] that
+    includes it does not start."""
+    node = mesh.add('main', "[router]\nname: main\n[include %s]\n" % (
+        os.path.join(EXAMPLES, 'router_api.cfg'),))
+    node.start()
+    node.wait_state('error')
+    assert re.search(r'gcode command ROUTER_[A-Z_]+ already registered',
+                     node.info()['state_message'])

@@ -222,15 +222,15 @@ def test_random_stalls_kills_and_cut_links_never_run_a_call_twice(mesh):
         mesh.start()
         wait_until(lambda: len(served_by(mesh, names)) == 1, 10.,
                    what="one server")
-        calls = Calls(plain).start()
-        end = time.monotonic() + 85.
+        calls = Calls(plain, interval=.15).start()
+        end = time.monotonic() + 55.
         while time.monotonic() < end:
             kind, undo = disrupt(mesh, proxies, names, rng)
             start = time.monotonic()
-            time.sleep(rng.uniform(.3, 6.))
+            time.sleep(rng.uniform(.3, 5.))
             undo()
             disruptions.append((kind, start, time.monotonic()))
-            time.sleep(rng.uniform(.5, 4.))
+            time.sleep(rng.uniform(.5, 3.))
         healed = time.monotonic()
         time.sleep(8.)
         calls.stop()
