@@ -3,7 +3,7 @@
 #   1. frames: a fake peer (a thread of this script, a Unix socket server
 #      speaking Klipper's API protocol) passes the handshake of
 #      `[router evil]`, then sends one hostile frame per round, sized just
-#      under the module's frame limit (MAX_FRAME, read from transport.py):
+#      under the module's frame limit (MAX_FRAME, read from link/transport.py):
 #      many small nested arrays, small floats, small dicts, long strings of
 #      escapes, nesting just below / above framing.MAX_DEPTH repeated; once
 #      just over the limit. Each as a push and as the reply to the router's
@@ -73,8 +73,10 @@ def module_constant(filename, name):
     raise SystemExit("%s not found in %s" % (name, path))
 
 
-MAX_FRAME = module_constant('transport.py', 'MAX_FRAME')
-MAX_DEPTH = module_constant('framing.py', 'MAX_DEPTH')
+MAX_FRAME = module_constant(os.path.join('link', 'transport.py'),
+                            'MAX_FRAME')
+MAX_DEPTH = module_constant(os.path.join('link', 'sansio', 'framing.py'),
+                            'MAX_DEPTH')
 
 
 # ---------------------------------------------------------------------------
@@ -139,7 +141,8 @@ def load_framing():
     import importlib.util
     try:
         spec = importlib.util.spec_from_file_location(
-            'bench_framing', os.path.join(MODULE_DIR, 'framing.py'))
+            'bench_framing', os.path.join(MODULE_DIR, 'link', 'sansio',
+                                         'framing.py'))
         mod = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(mod)
     except Exception:

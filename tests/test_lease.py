@@ -1,13 +1,13 @@
-# Unit tests of lease.py, the promises that choose one server per Klipper
-# without the module: a simulated network of candidates, with stalls, cut
-# links, kills and restarts at random, where no two may ever hold the
-# lease at one moment. The same guarantees on real klippy processes are in
+# Unit tests of router/mesh/sansio/lease.py, the promises that choose one
+# server per Klipper without the module: a simulated network of
+# candidates, with stalls, cut links, kills and restarts at random, where
+# no two may ever hold the lease at one moment. The same guarantees on real klippy processes are in
 # test_served_once.py.
 #
 # Copyright (C) 2026  Klipper Router contributors
 #
 # This file may be distributed under the terms of the GNU GPLv3 license.
-import random
+import os, random
 import pytest
 from router.mesh.sansio import lease
 from router.peer.sansio import identity
@@ -95,7 +95,7 @@ class Net:
         claim, now = node.claim, self.now
         for name in list(claim.others):
             if not self.nodes[name].alive:
-                claim.forget(name)      # the process check of election.py
+                claim.forget(name)      # the process check of mesh/election.py
         if self.inbound:
             # Counts: whoever is linked now, and whom it dials (unless no
             # process listens there: it was killed)
@@ -213,7 +213,9 @@ def test_a_restarted_instance_waits_out_what_it_may_have_promised():
     net.run(15.)
 
 
-@pytest.mark.parametrize('seed', range(int(__import__('os').environ.get('LEASE_SEEDS', 12))))
+# LEASE_SEEDS=3000 runs as many schedules (12 in the suite)
+@pytest.mark.parametrize('seed', range(int(os.environ.get('LEASE_SEEDS',
+                                                          12))))
 def test_random_stalls_cuts_kills_and_restarts_never_two_holders(seed):
     rng = random.Random(seed)
     names = ['m%d' % i for i in range(1, rng.choice((2, 3, 4)) + 1)]

@@ -1,6 +1,7 @@
-# Unit tests of the peer session (session.py): the protocol with one peer,
-# without I/O. Each reconnect edge case the integration tests found runs
-# here in milliseconds; tests/test_core.py runs them on real klippy.
+# Unit tests of the peer session (router/peer/sansio/session.py): the
+# protocol with one peer, without I/O. Each reconnect edge case the
+# integration tests found runs here in milliseconds; tests/test_core.py
+# runs them on real klippy.
 #
 # Copyright (C) 2026  Klipper Router contributors
 #
