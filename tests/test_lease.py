@@ -1,8 +1,8 @@
 # Unit tests of router/mesh/sansio/lease.py, the promises that choose one
 # server per Klipper without the module: a simulated network of
 # candidates, with stalls, cut links, kills and restarts at random, where
-# no two may ever hold the lease at one moment. The same guarantees on real klippy processes are in
-# test_served_once.py.
+# no two may ever hold the lease at one moment. The same guarantees on
+# real klippy processes are in test_served_once.py.
 #
 # Copyright (C) 2026  Klipper Router contributors
 #

@@ -29,7 +29,7 @@ def test_parse_objects_merges_and_refuses():
     with pytest.raises(ValueError):
         p(','.join('o%d' % i for i in range(subscriptions.MAX_OBJECTS + 1)))
     with pytest.raises(ValueError):
-        subscriptions.check_followable('router')
+        subscriptions.check_followable({'router': None})
 
 
 def test_merged_request_is_the_union_of_every_subscription():

@@ -8,6 +8,7 @@
 from ..common import gcode_text
 from ..link.sansio import rpc
 from ..peer.sansio.session import Phase
+from ..link.link import wait_reply
 from ..peer.peer import PeerError
 
 
@@ -45,16 +46,9 @@ class CommandBase:
     def _wait(self, gcmd, peer, send, timeout, what, timeout_note=''):
         """Sends with send(callback) and waits, yielding to the reactor,
         for the reply; returns the result or raises a G-code error."""
-        completion = self.reactor.completion()
-        def wake(res, err):
-            completion.complete((res, err))
-        # Only wakes this command: the reply may be taken in the fd
-        # callback (see Link.take_now)
-        send(wake)
-        # The link times the request out; the margin only guards that.
-        result, error = completion.wait(
-            self.reactor.monotonic() + timeout + 1., None) or (
-                None, rpc.Error("timed out", rpc.TIMEOUT))
+        # The callback only wakes this command: send may ask for the reply
+        # to be taken in the fd callback (see Link.take_now)
+        result, error = wait_reply(self.reactor, send, timeout)
         if error is not None:
             if getattr(error, 'kind', None) == rpc.TIMEOUT:
                 error = "no reply within %.3g s%s" % (timeout, timeout_note)
@@ -129,12 +123,8 @@ class RouterCommands(CommandBase):
             return
         timeout = self._timeout(gcmd, peer.request_timeout)
         if not wait:
-            def report(result, error):
-                if error is not None:
-                    self.runner.report(
-                        "script on '%s' failed: %s" % (peer.name, error),
-                        peer.name)
-            self._send_script(gcmd, peer, script, report, timeout)
+            self._send_script(gcmd, peer, script, self.runner.reporter(
+                "script on '%s'" % (peer.name,), peer.name), timeout)
             return
         def send(callback):
             self._send_script(gcmd, peer, script, callback, timeout,

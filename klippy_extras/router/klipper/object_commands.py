@@ -98,8 +98,7 @@ class ObjectCommands(CommandBase):
     def cmd_ROUTER_OBJECTS_SUBSCRIBE(self, gcmd):
         peer, objects = self._peer_target(gcmd), self._objects(gcmd)
         try:
-            for name in objects:
-                subscriptions.check_followable(name)
+            subscriptions.check_followable(objects)
         except ValueError as e:
             raise gcmd.error("OBJECTS: %s" % (e,))
         callback = self._callback(gcmd, must_exist=True)

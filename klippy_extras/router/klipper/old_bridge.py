@@ -8,9 +8,9 @@
 # This file may be distributed under the terms of the GNU GPLv3 license.
 import json, logging
 from ..common import gcode_text
-from ..link.sansio import rpc
 from ..mesh.sansio import events
 from ..peer.sansio import subscriptions, trust
+from ..link.link import wait_reply
 from ..peer.peer import PeerError
 
 METHODS = ('router/gcode/script', 'router/event/subscribe',
@@ -81,17 +81,10 @@ def objects_param(params):
     objects = params.get('objects')
     if isinstance(objects, str):
         return subscriptions.parse_objects(objects)
-    if not isinstance(objects, dict) or not objects:
+    if not objects:
         raise BridgeError("'objects' must map object names to a list of"
                           " fields or null")
-    for name, fields in objects.items():
-        if not isinstance(name, str) or not (fields is None or (
-                isinstance(fields, list)
-                and all(isinstance(f, str) for f in fields))):
-            raise BridgeError("'objects' must map object names to a list"
-                              " of fields or null")
-    return {n: None if f is None else sorted(set(f))
-            for n, f in objects.items()}
+    return subscriptions.check_object_map(objects)
 
 
 class BridgeEntries:
@@ -146,13 +139,10 @@ class BridgeEntries:
         if not isinstance(params, dict):
             raise web_request.error("params must be an object")
         who = self.callers.caller_of(web_request)
-        completion = self.reactor.completion()
-        self.call(web_request.get_method(), params, who,
-                  lambda res, err: completion.complete((res, err)))
-        timeout = self.request_timeout
-        result, error = completion.wait(
-            self.reactor.monotonic() + timeout + 1.,
-            (None, rpc.Error("timed out", rpc.TIMEOUT)))
+        result, error = wait_reply(
+            self.reactor, lambda callback: self.call(
+                web_request.get_method(), params, who, callback),
+            self.request_timeout)
         if error is not None:
             raise web_request.error(error)
         web_request.send(result)
@@ -178,11 +168,8 @@ class BridgeEntries:
             who = trust.Caller.local(self.peers.own_name)
         else:
             who = trust.Caller.served(peer, self.peers.own_name)
-        def done(result, error):
-            if error is not None:
-                self.runner.report("%s from '%s' failed: %s"
-                                   % (method, who.name, error),
-                                   None if peer.is_self else peer.name)
+        done = self.runner.reporter("%s from '%s'" % (method, who.name),
+                                    None if peer.is_self else peer.name)
         # Runs from the link's inbox callback, which is sliced: a flood of
         # pushes costs the same per push, however long it is.
         self.call(method, params, who, done)
@@ -267,7 +254,7 @@ class Bridge(BridgeEntries):
                                        {} if err is None else None, err))
             return
         try:
-            peer.run_script(script, lambda res, err: done(
+            peer.run_script(script, lambda _result, err: done(
                 {} if err is None else None,
                 None if err is None else "'%s': %s" % (peer.name, err)))
         except PeerError as e:
@@ -362,8 +349,7 @@ class Bridge(BridgeEntries):
     def _objects_subscribe(self, params, who, done):
         peer = self._target(params, who, 'subscribe')
         objects = objects_param(params)
-        for name in objects:
-            subscriptions.check_followable(name)
+        subscriptions.check_followable(objects)
         callback = callback_param(params, who, required=True)
         runs_on = None if who.peer is None else who.peer.name
         peer.subscribe(subscriptions.Subscription(callback, objects,

@@ -157,6 +157,15 @@ class LocalRunner:
         with self.gcode.get_mutex():
             macro.cmd(gcmd)
 
+    def reporter(self, what, peer=None):
+        """A reply callback for something sent and not waited for: its
+        failure is reported ('<what> failed: <why>'), success says
+        nothing."""
+        def on_reply(result, error):
+            if error is not None:
+                self.report("%s failed: %s" % (what, error), peer)
+        return on_reply
+
     def report(self, msg, peer=None):
         """A failure that is not the answer to a command being run: an
         informational console line ('//'), never '!!', which print hosts

@@ -100,8 +100,7 @@ def standing_subscription(config):
         return None
     try:
         objects = subscriptions.parse_objects(text)
-        for name in objects:
-            subscriptions.check_followable(name)
+        subscriptions.check_followable(objects)
     except ValueError as e:
         raise config.error(
             "Option 'subscribe' in section '%s': %s (expected e.g."

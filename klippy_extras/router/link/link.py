@@ -14,6 +14,19 @@ INBOX_SLICE = .005           # s of decoding before yielding
 INLINE_MAX = 4096            # bytes of a reply take_now() may decode
 
 
+def wait_reply(reactor, send, timeout):
+    """Calls send(callback) and waits, yielding to the reactor, for
+    callback(result, error); returns (result, error). Whatever send asks
+    for times out by its own deadline: the margin of 1 s only guards
+    that."""
+    completion = reactor.completion()
+    def wake(result, error):
+        completion.complete((result, error))
+    send(wake)
+    return completion.wait(reactor.monotonic() + timeout + 1., (
+        None, rpc.Error("timed out", rpc.TIMEOUT)))
+
+
 class LinkError(Exception):
     """A request could not be handed to the link (not sent at all)."""
 

@@ -86,11 +86,9 @@ class EventBus:
                              handler.target)
                 return
             line = gcode_text.command_line(handler.command, params)
-            def on_reply(result, error):
-                if error is not None:
-                    self.runner.report("%s on '%s' failed: %s"
-                                       % (what, peer.name, error), peer.name)
-            peer.request('gcode/script', {'script': line}, on_reply)
+            peer.request('gcode/script', {'script': line},
+                         self.runner.reporter("%s on '%s'" % (
+                             what, peer.name), peer.name))
         elif self.runner.find_macro(handler.command) is not None:
             self.runner.call_macro(handler.command, params, what)
         else:
@@ -106,11 +104,8 @@ class EventBus:
         if peer is None or not peer.ready:
             logging.info("router: %s skipped: no ready target", what)
             return
-        def on_reply(result, error):
-            if error is not None:
-                self.runner.report("%s on '%s' failed: %s"
-                                   % (what, peer.name, error), peer.name)
-        peer.request(handler.command, dict(context), on_reply)
+        peer.request(handler.command, dict(context), self.runner.reporter(
+            "%s on '%s'" % (what, peer.name), peer.name))
 
     # Delivery from a peer
     def _handle_deliver(self, web_request):

@@ -318,13 +318,9 @@ class Peer(PeerLink):
 
     def run_line(self, line, what):
         """Fire and forget, errors reported here."""
-        def on_reply(result, error):
-            if error is not None:
-                self.runner.report("%s on '%s' failed: %s"
-                                          % (what, self.name, error),
-                                          self.name)
         try:
-            self.run_script(line, on_reply)
+            self.run_script(line, self.runner.reporter(
+                "%s on '%s'" % (what, self.name), self.name))
         except PeerError as e:
             logging.info("router: %s not run on '%s': %s", what, self.name,
                          e)

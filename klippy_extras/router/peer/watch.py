@@ -21,6 +21,7 @@
 import logging
 from ..common.timers import next_due
 from ..common.timers import drop_timer
+from .sansio import subscriptions
 
 ENDPOINT = 'router/subscribe'
 WATCH_INTERVAL = .01      # s between looks at the watched fields
@@ -82,11 +83,10 @@ class Watcher:
     def _handle_subscribe(self, web_request):
         objects = web_request.get_dict('objects')
         template = web_request.get_dict('response_template', {})
-        for name, fields in objects.items():
-            if not isinstance(name, str) or not (fields is None or (
-                    isinstance(fields, list)
-                    and all(isinstance(f, str) for f in fields))):
-                raise web_request.error("Invalid argument")
+        try:
+            subscriptions.check_object_map(objects)
+        except ValueError:
+            raise web_request.error("Invalid argument")
         if set(objects) - set(ALWAYS):
             self.callers.check(web_request, 'subscribe')
         watch = Watch(web_request.get_client_connection(),

@@ -47,10 +47,26 @@ def parse_objects(text):
     return objects
 
 
-def check_followable(name):
-    """A peer's router object holds its own mirror: two routers following
+def check_object_map(objects):
+    """A map of object names to a list of fields or None (every field),
+    as Klipper's objects/* take it: fields sorted, each once. Raises
+    ValueError."""
+    if not isinstance(objects, dict) or not all(
+            isinstance(name, str) and (fields is None or (
+                isinstance(fields, list)
+                and all(isinstance(f, str) for f in fields)))
+            for name, fields in objects.items()):
+        raise ValueError("'objects' must map object names to a list of"
+                         " fields or null")
+    return {n: None if f is None else sorted(set(f))
+            for n, f in objects.items()}
+
+
+def check_followable(objects):
+    """Raises ValueError for a map of objects that cannot be followed: a
+    peer's router object holds its own mirror, and two routers following
     each other's would nest one level deeper on every update."""
-    if name == 'router':
+    if 'router' in objects:
         raise ValueError("the router object of a peer cannot be followed"
                          " (it holds that peer's mirror); query it, or read"
                          " its peers on that instance")
