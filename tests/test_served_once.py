@@ -9,6 +9,7 @@
 #
 # This file may be distributed under the terms of the GNU GPLv3 license.
 import os, random, re, signal, threading, time
+from fakepeer import FakePeer, Scenario, frame
 from harness import ApiClient, wait_until
 from linkproxy import LinkProxy
 from macros import COMMON
@@ -284,7 +285,7 @@ def test_a_forged_card_or_lease_from_an_unlisted_neighbor_changes_nothing(
         evil.request('router/info', {'name': 'evil'})
         evil.request('router/mesh/link', {})
         forged = {'name': 'm1', 'mesh': 'default', 'boot': 1e12, 'seq': 1,
-                  'neighbors': ['m2'], 'plain': [], 'serving': []}
+                  'neighbors': [], 'plain': [], 'serving': []}
         evil.request('router/mesh', {'kind': 'cards', 'cards': [forged]})
         calls = Calls(plain, interval=.1).start()
         for n in range(30):
@@ -304,4 +305,92 @@ def test_a_forged_card_or_lease_from_an_unlisted_neighbor_changes_nothing(
     killed = time.monotonic()
     wait_until(lambda: served_by(mesh, ('m2',)) == ['m2'], 5.,
                what="m2 takes over")
+    assert time.monotonic() - killed < 3.5
+
+
+class Forger:
+    """A socket that discover: matches, answering as an instance with the
+    module ('evil'), that pushes m2, once linked, a card in m1's name (a
+    later boot, no Klipper, no links) and asks for plain's lease in its
+    own name, saying it serves."""
+    def __init__(self, kid):
+        self.kid = kid
+        self.pushed = 0
+
+    def scenario(self):
+        return Scenario('forger', 'open', hooks={
+            'router/info': self.on_router_info,
+            'register_remote_method': self.on_register})
+
+    def on_router_info(self, conn, msg):
+        conn.hooks['router/info'] = self.on_router_info
+        return conn.reply(msg, result={
+            'name': 'evil', 'mesh': 'default', 'version': '0.2.0',
+            'peers': [], 'allow': ['gcode', 'query', 'subscribe', 'events'],
+            'known': True})
+
+    def on_register(self, conn, msg):
+        conn.hooks['register_remote_method'] = self.on_register
+        out = conn.reply(msg, result={})
+        if (msg.get('params') or {}).get('remote_method') != \
+                'router/link/m2':
+            return out
+        forged = {'name': 'm1', 'mesh': 'default', 'boot': 1e12, 'seq': 1,
+                  'neighbors': [], 'plain': [], 'serving': []}
+        msgs = [{'kind': 'cards', 'cards': [forged]}] + [
+            {'kind': 'lease', 'klipper': self.kid, 'op': 'ask', 'n': n,
+             'inc': 'evil', 'want': True, 'serving': True,
+             'on_yours': True, 'proc': None} for n in range(3)]
+        for i, m in enumerate(msgs):
+            out += frame({'router': 'mesh', 'params': {'msg': m,
+                                                        'ack': 100 + i}})
+            self.pushed += 1
+        return out
+
+
+def test_a_forged_card_from_a_discovered_socket_changes_nothing(mesh):
+    """The same forgeries from a socket that m2 discovered and took as an
+    instance with the module. m3 is linked to m1 only: m2 reaches it
+    through m1 as long as it takes m1's own card, not the forged one
+    (which lists no links)."""
+    full_mesh(mesh, ('m1', 'm2'))
+    os.makedirs(os.path.join(mesh.workdir, 'evil'))
+    shared = os.path.join(mesh.workdir, 'mesh.cfg')
+    mesh['m2'].write_config("[router]\nname: m2\ndiscover: %s\n"
+                            "[include %s]\n" % (mesh.sock('evil'), shared))
+    mesh['m1'].write_config("[router]\nname: m1\n[include %s]\n"
+                            "[router m3]\nsocket: %s\n" % (
+                                shared, mesh.sock('m3')))
+    mesh.add('m3', "[router]\nname: m3\n[router m1]\nsocket: %s\n" % (
+        mesh.sock('m1'),))
+    plain = mesh.add('plain', PLAIN + COMMON)
+    mesh.start()
+    wait_until(lambda: served_by(mesh, ('m1', 'm2')) == ['m1'], 10.,
+               what="m1 serves")
+    wait_until(lambda: mesh['m2'].router_status()['instances'].get('m3')
+               == 'relayed via m1', 10., what="m2 reaches m3 through m1")
+    from router.peer.sansio import identity
+    forger = Forger(identity.klipper_id(plain.info(), None))
+    fake = FakePeer(mesh.sock('evil'))
+    fake.arm(forger.scenario())
+    try:
+        wait_until(lambda: forger.pushed >= 4, 10.,
+                   what="m2 discovered the forger and linked")
+        assert mesh['m2'].router_status()['peers']['evil']['known_by'] == \
+            'discovered'
+        calls = Calls(plain, interval=.1).start()
+        time.sleep(2.)
+        calls.stop()
+        ran, dropped, lost = calls.settle([mesh['m1'], mesh['m2']])
+        assert ran == set(calls.made) and not lost
+        assert served_by(mesh, ('m1', 'm2')) == ['m1']
+        # m1's own card still counts on m2: m3 is still reached through it
+        assert mesh['m2'].router_status()['instances'].get('m3') == \
+            'relayed via m1'
+    finally:
+        fake.stop()
+    mesh['m1'].kill()
+    killed = time.monotonic()
+    wait_until(lambda: served_by(mesh, ('m2',)) == ['m2'], 5.,
+               what="m2 takes over once the forger is gone")
     assert time.monotonic() - killed < 3.5
