@@ -78,6 +78,20 @@ class TwoFaced:
         return conn.reply(msg, result={}) + self.push(conn)
 
 
+def assert_left_alone(main, attacker, fake, conns):
+    """What the attack left: the pushed call never ran, nothing was
+    registered there, one log line, the socket not dialed again, main
+    ready."""
+    assert attacker.pushed >= 1
+    assert main.macro_vars('PWNED')['n'] == 0
+    assert attacker.registered == []
+    log = main.log_text()
+    assert log.count(LEFT_ALONE) == 1, log[-3000:]
+    assert 'Traceback' not in log
+    assert len(fake.conns) == conns
+    assert main.alive() and main.state() == 'ready'
+
+
 def test_discovered_socket_that_turns_plain_is_left_alone(mesh):
     os.makedirs(os.path.join(mesh.workdir, 'evil'))
     fake = FakePeer(mesh.sock('evil'))
@@ -100,15 +114,8 @@ def test_discovered_socket_that_turns_plain_is_left_alone(mesh):
         # Long enough for an election (0.3 s), served calls and two
         # discovery scans (2 s) to have happened
         time.sleep(4.5)
-        assert attacker.pushed >= 1
-        assert main.macro_vars('PWNED')['n'] == 0
-        assert attacker.registered == []
-        log = main.log_text()
-        assert log.count(LEFT_ALONE) == 1, log[-3000:]
-        assert 'Traceback' not in log
         # Left alone: not dialed again while the socket file is the same
-        assert len(fake.conns) == 1
-        assert main.alive() and main.state() == 'ready'
+        assert_left_alone(main, attacker, fake, conns=1)
         status = main.router_status()
         assert sorted(status['peers']) == ['led']
         assert 'evil' not in status['instances']
@@ -142,14 +149,7 @@ def test_discovered_instance_that_comes_back_plain_is_left_alone(mesh):
         wait_until(lambda: attacker.router_info >= 2, 10.,
                    what="the reconnect's router/info")
         time.sleep(4.5)
-        assert attacker.pushed >= 1
-        assert main.macro_vars('PWNED')['n'] == 0
-        assert attacker.registered == []
-        log = main.log_text()
-        assert log.count(LEFT_ALONE) == 1, log[-3000:]
-        assert 'Traceback' not in log
-        assert len(fake.conns) == 2
-        assert main.alive() and main.state() == 'ready'
+        assert_left_alone(main, attacker, fake, conns=2)
         assert main.router_status()['peers'] == {}
         main.gcode("ROUTER_PRINTERS_LIST")
         text = main.client.wait_output(lambda l: "Router 'main'" in l, 5.)

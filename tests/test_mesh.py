@@ -257,12 +257,7 @@ def served_by(mesh, names):
 
 def test_one_server_per_plain_klipper_and_takeover(mesh):
     names = ('m1', 'm2', 'm3')
-    shared = os.path.join(mesh.workdir, 'mesh.cfg')
-    with open(shared, 'w') as f:
-        for name in names + ('plain',):
-            f.write("[router %s]\nsocket: %s\n\n" % (name, mesh.sock(name)))
-    for name in names:
-        mesh.add(name, "[router]\nname: %s\n[include %s]\n" % (name, shared))
+    mesh.add_shared_file(names, listed=('plain',))
     plain = mesh.add('plain', PLAIN + COMMON)
     mesh.start()
     mesh.wait_links()

@@ -113,12 +113,7 @@ def served_by(mesh, names):
 
 
 def full_mesh(mesh, names):
-    shared = os.path.join(mesh.workdir, 'mesh.cfg')
-    with open(shared, 'w') as f:
-        for name in names + ('plain',):
-            f.write("[router %s]\nsocket: %s\n\n" % (name, mesh.sock(name)))
-    for name in names:
-        mesh.add(name, "[router]\nname: %s\n[include %s]\n" % (name, shared))
+    return mesh.add_shared_file(names, listed=('plain',))
 
 
 def partial_mesh(mesh):

@@ -484,6 +484,20 @@ class Mesh:
                                  extra)
         return self
 
+    def add_shared_file(self, names, listed=()):
+        """Router instances that each include one mesh file listing all
+        of them and the instances in listed (a Klipper without the module,
+        say); returns the file's path."""
+        shared = os.path.join(self.workdir, 'mesh.cfg')
+        with open(shared, 'w') as f:
+            for name in tuple(names) + tuple(listed):
+                f.write("[router %s]\nsocket: %s\n\n" % (name,
+                                                          self.sock(name)))
+        for name in names:
+            self.add(name, "[router]\nname: %s\n[include %s]\n" % (
+                name, shared))
+        return shared
+
     def __getitem__(self, name):
         return self.nodes[name]
 
