@@ -142,8 +142,10 @@ def test_discovered_instance_that_lists_nothing_is_refused_by_default(mesh):
     mesh.add('main', "[router]\nname: main\n" + TICKS + COMMON)
     mesh.add('probe', discovering(mesh, 'probe'))
     mesh.start()
+    # Connected and not ready: main refuses it everything
     wait_until(lambda: mesh['probe'].router_status()['peers']
-               .get('main', {}).get('ready'), 5.)
+               .get('main', {}).get('connected'), 5.)
+    assert not mesh['probe'].router_status()['peers']['main']['ready']
     with pytest.raises(ApiError) as e:
         mesh['probe'].gcode("ROUTER_GCODE_SCRIPT TARGET=main SCRIPT=MARK")
     assert "'main' does not know instance 'probe'" in str(e.value)

@@ -145,6 +145,19 @@ def test_unlisted_instance_is_told_and_refused_here():
     d.answer('router/info', {'name': 'led', 'allow': [], 'known': False})
     assert not d.s.permits('gcode')
     assert "add [router main] to led's config" in d.s.refusal('gcode')
+    # Its Klipper is ready and it answers: still not ready here, a phase
+    # of its own that says the fix
+    d.answer('objects/subscribe', {'status': {'webhooks': dict(WEBHOOKS)}})
+    assert d.s.session_up and not d.s.ready
+    assert d.s.phase is session.Phase.UNLISTED
+    assert "add [router main] to led's config" in d.s.unavailable('')
+    assert "add [router main] to led's config" in d.s.shown_message()
+    # led restarts with the section: the next keepalive learns it
+    d.take(d.s.tick()[0])
+    assert d.answer('router/info', {'name': 'led', 'allow': ['gcode'],
+                                    'known': True})[0] == ReadyChanged(
+        True, 'ready')
+    assert d.s.ready and d.s.shown_message() == 'Printer is ready'
 
 
 def test_name_mismatch_is_reported():

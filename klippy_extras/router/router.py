@@ -83,7 +83,7 @@ class Router:
                                  self.relay, self.lifecycle)
         self.relay.connect(self.election)
         self.status = Status(printer, peers, self.mesh, self.relay,
-                             self.election)
+                             self.election, self.callers)
         self.bridge.connect(self.election, self.eventbus,
                             self.status.printers_list,
                             self.lifecycle.own_methods_registered)
@@ -93,7 +93,7 @@ class Router:
         """What every Peer is given: whom to tell, who takes its pushes."""
         self.hooks = PeerHooks(
             own_name=self.name, runner=self.runner,
-            ready_changed=self.peer_ready_changed, known=self.peer_known,
+            ready_changed=self.peer_ready_changed,
             changed=self.mesh_changed,
             pushes={'call': self.bridge.handle_push,
                     'mesh': self._neighbors.handle_push},
@@ -255,12 +255,6 @@ class Router:
                 self._neighbors.offer_way_back(peer)
             self.mesh_changed()
         self.lifecycle.peer_ready_changed(peer, ready, reason)
-
-    def peer_known(self, peer):
-        """A ready peer with the module has come to list this instance:
-        it is a neighbor now."""
-        self._neighbors.offer_way_back(peer)
-        self.mesh_changed()
 
     def mesh_changed(self):
         self.relay.refresh()

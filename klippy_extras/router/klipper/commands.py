@@ -89,8 +89,10 @@ class RouterCommands(CommandBase):
                 name, describe_link(peer, now), listed[name]['known_by'],
                 listed[name]['reached']))
         for name in sorted(set(listed) - set(peers) - {peers.own_name}):
-            lines.append("%s: known from the mesh, %s" % (
-                name, listed[name]['reached']))
+            known_by = listed[name]['known_by']
+            lines.append("%s: %s, %s" % (
+                name, 'known from the mesh' if known_by == 'mesh'
+                else known_by, listed[name]['reached']))
         gcmd.respond_info("\n".join(lines), log=False)
 
     cmd_ROUTER_GCODE_SCRIPT_help = (
@@ -156,7 +158,8 @@ def describe_link(peer, now):
     s = peer.session
     since = duration(now - s.changed_at)
     phase = s.phase
-    words = s.describe('') if phase is Phase.NOT_READY else phase.value
+    words = s.describe('') if phase in (Phase.NOT_READY,
+                                        Phase.UNLISTED) else phase.value
     text = "%s for %s" % (words, since)
     msg = s.state_message.split('\n')[0].strip()
     if phase is Phase.NOT_READY and msg:

@@ -6,9 +6,15 @@
 # This file may be distributed under the terms of the GNU GPLv3 license.
 
 
+from ..peer.sansio.session import Phase
+
+UNLISTED_HERE = "not listed here: add [router %s] to this config"
+
+
 class Status:
-    def __init__(self, printer, peers, mesh, relay, election):
+    def __init__(self, printer, peers, mesh, relay, election, callers):
         self.printer, self.peers, self.mesh = printer, peers, mesh
+        self.callers = callers    # who dials this instance unlisted
         # Routes from the relay's view, who serves from the election
         self.relay, self.election = relay, election
 
@@ -21,6 +27,8 @@ class Status:
 
     def reached(self, peer):
         routes = self.relay.routes()
+        if peer.session.phase is Phase.UNLISTED:
+            return "connected, it does not list '%s'" % (self.peers.own_name,)
         if peer.has_module or peer.name in routes:
             if peer.name not in routes and peer.ready:
                 return "connected, not linked (it does not list '%s')" % (
@@ -57,11 +65,20 @@ class Status:
                         'known_by': self.known_by(peer),
                         'reached': self.reached(peer)})
         routes = relay.routes()
+        unlisted = self.callers.unlisted()
         for name in sorted(relay.known_names() - set(self.peers)):
             out.append({'name': name, 'connected': False,
                         'ready': name in routes, 'state': 'unknown',
                         'module': True, 'known_by': 'mesh',
                         'reached': self.reached_name(name)})
+        for entry in out:
+            if entry['name'] in unlisted:
+                entry['reached'] += '; ' + UNLISTED_HERE % (entry['name'],)
+        for name in sorted(set(unlisted) - {e['name'] for e in out}):
+            out.append({'name': name, 'connected': True, 'ready': False,
+                        'state': 'unknown', 'module': True,
+                        'known_by': 'dials this instance',
+                        'reached': UNLISTED_HERE % (name,)})
         return out
 
     def router_status(self):
@@ -73,7 +90,9 @@ class Status:
         for name, peer in self.peers.items():
             peers[name] = dict(peer.get_status(), known_by=self.known_by(peer),
                                reached=self.reached(peer))
+        instances = {name: self.reached_name(name) for name in
+                     relay.known_names() - set(self.peers)}
+        for name in self.callers.unlisted():
+            instances[name] = UNLISTED_HERE % (name,)
         return {'name': self.peers.own_name, 'mesh': self.mesh,
-                'peers': peers,
-                'instances': {name: self.reached_name(name) for name in
-                              relay.known_names() - set(self.peers)}}
+                'peers': peers, 'instances': instances}

@@ -39,6 +39,16 @@ class Callers:
         return trust.Caller.instance(name, self.allow_of(name), here,
                                      where)
 
+    def unlisted(self):
+        """Instances linked here now that this config does not list (and
+        allow_unlisted: does not admit): each is refused everything."""
+        if self.allow_unlisted:
+            return []
+        here = self.peers.own_name
+        return sorted({name for conn, name in list(self._names.items())
+                       if not conn.is_closed() and name != here
+                       and name not in self.peers})
+
     def allow_of(self, name):
         """What an instance may do here: its section's allow:, or
         allow_unlisted: for an instance this config does not list."""

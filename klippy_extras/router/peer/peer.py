@@ -52,7 +52,7 @@ class PeerError(Exception):
 # a peer knows neither the old bridge's methods nor the mesh; serve_own
 # takes this instance's own macros' calls (on its link to itself).
 PeerHooks = collections.namedtuple(
-    'PeerHooks', 'own_name runner ready_changed known changed pushes'
+    'PeerHooks', 'own_name runner ready_changed changed pushes'
     ' run_line_on left_alone serve_own')
 
 
@@ -102,7 +102,6 @@ class PeerLink:
             session.Healthy: self._healthy, session.Serve: self._serve,
             session.Deliver: self._deliver,
             session.ReadyChanged: self._ready_changed,
-            session.Known: self._known,
             session.Report: self._report,
             session.LeaveAlone: self._leave_alone}
 
@@ -259,11 +258,6 @@ class PeerLink:
         logging.info("router: peer %s: %s", self.name, self.describe())
         self.hooks.ready_changed(self, change.ready, change.reason)
 
-    def _known(self, known):
-        # A ready peer with the module now lists this instance
-        if self.ready:
-            self.hooks.known(self)
-
     def _leave_alone(self, leave):
         # The router drops this peer; its link is closed now
         self.link.close(leave.reason)
@@ -340,7 +334,7 @@ class Peer(PeerLink):
             self._status_key = key
             self._status = {
                 'connected': s.session_up, 'ready': s.ready,
-                'state': s.state, 'state_message': s.state_message,
+                'state': s.state, 'state_message': s.shown_message(),
                 'responsive': s.responsive,
                 'last_error': self.link.last_error,
                 'last_failure': self.last_failure,

@@ -30,6 +30,7 @@ class Phase(enum.Enum):
     CONNECTING = 'connecting'          # link up, handshake under way
     UNRESPONSIVE = 'not responding'    # no keepalive answer for PING_TIMEOUT
     NOT_READY = 'connected'            # its Klipper is not ready
+    UNLISTED = 'not listed there'      # its router does not list this one
     READY = 'ready'
 
 
@@ -46,7 +47,6 @@ Serve = collections.namedtuple('Serve', '')
 Deliver = collections.namedtuple('Deliver', 'changes')
 ReadyChanged = collections.namedtuple('ReadyChanged', 'ready reason')
 Report = collections.namedtuple('Report', 'text')
-Known = collections.namedtuple('Known', '')   # the peer now lists this one
 # A peer that must run the module (a discovered one) answered without it
 LeaveAlone = collections.namedtuple('LeaveAlone', 'reason')
 NO_MODULE = "it answered as a Klipper without the module"
@@ -65,6 +65,10 @@ class Readiness:
             return Phase.UNRESPONSIVE
         if self.state != 'ready':
             return Phase.NOT_READY
+        if self.has_module and not self.remote_known:
+            # It refuses all G-code from this instance: not ready, with
+            # a state of its own that says what to change
+            return Phase.UNLISTED
         return Phase.READY
 
     def _on_status(self, status):
@@ -106,7 +110,7 @@ class Readiness:
         reason = 'unresponsive' if phase is Phase.UNRESPONSIVE else (
             STATE_DISCONNECTED if phase in (Phase.DISCONNECTED,
                                             Phase.CONNECTING)
-            else self.state)
+            else 'not listed' if phase is Phase.UNLISTED else self.state)
         return [ReadyChanged(ready, reason)]
 
     def permits(self, action):
@@ -121,7 +125,20 @@ class Readiness:
             return "%s: %s" % (phase.value, last_error or "connecting")
         if phase is Phase.NOT_READY:
             return "%s, Klipper %s" % (phase.value, self.state)
+        if phase is Phase.UNLISTED:
+            return "%s (%s)" % (phase.value, self.unlisted())
         return phase.value
+
+    def shown_message(self):
+        """The state message printer.router shows: why it is not ready."""
+        if self.phase is Phase.UNLISTED:
+            return self.unlisted()
+        return self.state_message
+
+    def unlisted(self):
+        return ("'%s' does not know instance '%s': add [router %s] to %s's"
+                " config" % (self.name, self.own_name, self.own_name,
+                             self.name))
 
     def unavailable(self, last_error, restart=False):
         """Why G-code cannot go to the peer now, or None. A connected peer
@@ -137,14 +154,14 @@ class Readiness:
             return "not connected (%s)" % (last_error or "connecting",)
         if phase is Phase.UNRESPONSIVE:
             return "%s (no answer for %.0f s)" % (phase.value, PING_TIMEOUT)
+        if phase is Phase.UNLISTED:
+            return self.unlisted()
         return phase.value
 
     def refusal(self, action):
         """Why the peer does not let this instance do that."""
         if not self.remote_known:
-            return ("'%s' does not know instance '%s': add [router %s] to"
-                    " %s's config" % (self.name, self.own_name,
-                                      self.own_name, self.name))
+            return self.unlisted()
         return ("'%s' does not accept %s from '%s' (see allow: in its"
                 " [router %s])" % (self.name, action, self.own_name,
                                    self.own_name))
@@ -229,7 +246,8 @@ class PeerSession(Readiness):
                 if relearn:
                     self._learn_allow(result)
                     if self.remote_known:
-                        actions.append(Known())
+                        # Ready now (the hooks run): its objects too
+                        actions += self._update_ready()
                         actions += self.subscriptions_changed()
                 return actions
             if error.kind == rpc.TIMEOUT:
