@@ -138,7 +138,14 @@ case "$PYV" in
     *)       WSPROTO="1.3.2" ;;
 esac
 DEPS="wsproto==$WSPROTO h11==0.16.0"
-if [ -n "$PYV" ] && "$KLIPPY_PYTHON" -c "import sys, wsproto, h11
+if [ -z "$PYV" ]; then
+    cat >&2 <<MSG
+Remote-peer packages not installed ($DEPS): $KLIPPY_PYTHON cannot
+be run. Local peers work without them; for peers on other hosts (url:),
+install them into Klipper's Python (name it with -p and run this again,
+or run <Klipper's python> -m pip install $DEPS).
+MSG
+elif "$KLIPPY_PYTHON" -c "import sys, wsproto, h11
 from importlib.metadata import version
 sys.exit(version('wsproto') != '$WSPROTO' or version('h11') != '0.16.0')" \
         >/dev/null 2>&1; then
@@ -174,5 +181,12 @@ if [ -n "$EXCL" ]; then
         echo "Added $REL to $EXCL"
     fi
 fi
-echo "Done. Add a [router] section to printer.cfg and restart Klipper" \
-     "(e.g. sudo systemctl restart klipper)."
+# KIAUH runs further instances as klipper-<name>: name the ones here
+SERVICES="$(systemctl list-units --all --type=service --no-legend \
+            'klipper*' 2>/dev/null | grep -oE 'klipper(-[A-Za-z0-9_.-]+)?\.service' \
+            | sed 's/\.service$//' | sort -u | tr '\n' ' ' || true)"
+SERVICES="${SERVICES% }"
+echo "Done. Add a [router] section to the printer.cfg of each instance" \
+     "that takes part, then restart each of them: sudo systemctl restart" \
+     "${SERVICES:-klipper} (KIAUH names further instances klipper-<name>," \
+     "e.g. klipper-led)."

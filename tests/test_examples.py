@@ -169,7 +169,8 @@ def test_stock_main_served_by_its_filament_unit(mesh):
     out_main, out_afc = main.client, afc.client
     afc.gcode("ROUTER_PRINTERS_LIST")
     out_afc.wait_output(lambda l: re.search(
-        r'^// main: ready for .*, no module; configured, direct, served here$',
+        r'^// main: ready for .*, no module; listed in this config; linked'
+        r' directly, served here$',
         l, re.M))
     # G-code to afc: each call runs there once
     for lane in range(1, 6):

@@ -157,6 +157,10 @@ def test_install_checks_python(tmp_path):
     res = run('-r', '-k', k2, home=str(tmp_path / 'nohome'))
     assert res.returncode == 0 and 'Warning: cannot run' in res.stdout
     assert "name Klipper's Python with -p" in res.stdout
+    # ... and says that the remote-peer packages were not installed
+    assert 'Remote-peer packages not installed (wsproto==' in res.stdout
+    # The closing hint names KIAUH's services too
+    assert 'klipper-<name>' in res.stdout
 
 
 def test_install_finds_package_venv_python(tmp_path):

@@ -43,7 +43,7 @@ def test_one_sided_listing_is_not_ready_and_says_so_on_both_sides(mesh):
         "not listed here: add [router led] to this config")
     afc.gcode("ROUTER_PRINTERS_LIST")
     text = afc.client.wait_output(lambda l: "Router 'afc'" in l)
-    assert ("// led: dials this instance, not listed here: add [router led]"
+    assert ("// led: dials this instance; not listed here: add [router led]"
             " to this config" in text), text
     assert afc.macro_vars('MARK')['value'] == 0   # no on_connect yet
     # Fixed on afc: led sees it ready at its next keepalive, and its

@@ -151,6 +151,11 @@ def test_handler_parses_one_command_with_parameters():
     for bad in ('', '=x', 'CMD notkv', 'CMD "unclosed'):
         with pytest.raises(ValueError):
             events.Handler('e', bad)
+    # Free text (M118, RESPOND) gets the way to do it
+    with pytest.raises(ValueError) as e:
+        events.Handler('e', 'M118 got foo {lane}')
+    assert "'got' is not KEY=VALUE" in str(e.value)
+    assert "call a macro that prints it" in str(e.value)
     webhook = events.Handler('e', 'printer/gcode/script', 'plain', 'webhook')
     assert webhook.command == 'printer/gcode/script' and not webhook.params
 

@@ -85,14 +85,10 @@ class RouterCommands(CommandBase):
             peers.own_name, self.status.mesh, len(peers))]
         listed = {p['name']: p for p in self.status.printers_list()}
         for name, peer in sorted(peers.items()):
-            lines.append("%s: %s; %s, %s" % (
-                name, describe_link(peer, now), listed[name]['known_by'],
-                listed[name]['reached']))
+            lines.append("%s: %s; %s" % (name, describe_link(peer, now),
+                                         _known_words(listed[name])))
         for name in sorted(set(listed) - set(peers) - {peers.own_name}):
-            known_by = listed[name]['known_by']
-            lines.append("%s: %s, %s" % (
-                name, 'known from the mesh' if known_by == 'mesh'
-                else known_by, listed[name]['reached']))
+            lines.append("%s: %s" % (name, _known_words(listed[name])))
         gcmd.respond_info("\n".join(lines), log=False)
 
     cmd_ROUTER_GCODE_SCRIPT_help = (
@@ -151,6 +147,23 @@ def duration(seconds):
     if seconds < 3600:
         return "%dm%02ds" % (seconds // 60, seconds % 60)
     return "%dh%02dm" % (seconds // 3600, seconds % 3600 // 60)
+
+
+KNOWN_WORDS = {'configured': 'listed in this config',
+               'shared file': 'listed in the mesh file',
+               'mesh': 'known from the mesh'}
+
+
+def _known_words(entry):
+    """How an instance is known and reached, in words for the console
+    (the printers list's known_by and reached)."""
+    reached = entry['reached']
+    for word, words in (('direct', 'linked directly'),
+                        ('relayed via', 'reached through')):
+        if reached.startswith(word):
+            reached = words + reached[len(word):]
+    return "%s; %s" % (KNOWN_WORDS.get(entry['known_by'], entry['known_by']),
+                       reached)
 
 
 def describe_link(peer, now):

@@ -255,7 +255,10 @@ class PeerLink:
                                        what)
 
     def _ready_changed(self, change):
-        logging.info("router: peer %s: %s", self.name, self.describe())
+        # The link to this instance's own socket carries its macros' calls
+        logging.info("router: %s: %s", "own link (this instance's socket)"
+                     if self.is_self else "peer %s" % (self.name,),
+                     self.describe())
         self.hooks.ready_changed(self, change.ready, change.reason)
 
     def _leave_alone(self, leave):

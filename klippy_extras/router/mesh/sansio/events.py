@@ -52,8 +52,12 @@ class Handler:
         for word in words[1:]:
             key, sep, value = word.partition('=')
             if not sep or not KEY_RE.match(key):
-                raise ValueError("GCODE '%s': '%s' is not KEY=VALUE"
-                                 % (gcode, word))
+                raise ValueError(
+                    "GCODE '%s': '%s' is not KEY=VALUE (a handler passes"
+                    " KEY=VALUE parameters only; for free text, call a"
+                    " macro that prints it, e.g. GCODE=\"SAY_LANE"
+                    " LANE={lane}\" with RESPOND MSG=... in SAY_LANE)"
+                    % (gcode, word))
             self.params.append((key.upper(), value))
 
     @property
