@@ -108,12 +108,8 @@ class Router:
                 "Option 'name' in section 'router': %r is not a valid"
                 " instance name (use letters, digits, '_' and '-')" % (name,))
         # Defaults of every [router NAME]
-        self.request_timeout = config.getfloat(
-            'request_timeout', 30., above=0., maxval=86400.)
-        self.reconnect_delay = config.getfloat(
-            'reconnect_delay', .1, minval=.01, maxval=60.)
-        self.reconnect_max_delay = config.getfloat(
-            'reconnect_max_delay', 1., minval=.01, maxval=600.)
+        self.link_defaults = sections.link_options(config)
+        self.request_timeout = self.link_defaults['request_timeout']
         self.allow = sections.read_allow(config)
         self.allow_unlisted = sections.read_allow(config, 'allow_unlisted',
                                                   ())
@@ -129,11 +125,9 @@ class Router:
     def peer_options(self, name, socket, allow=None):
         """Options of a peer that has no section: the defaults here."""
         return PeerOptions(
-            name=name, socket=socket, request_timeout=self.request_timeout,
-            reconnect_delay=self.reconnect_delay,
-            reconnect_max_delay=self.reconnect_max_delay, on_connect=None,
-            on_disconnect=None, serve=True,
-            allow=self.allow if allow is None else allow)
+            name=name, socket=socket, on_connect=None, on_disconnect=None,
+            serve=True, allow=self.allow if allow is None else allow,
+            **self.link_defaults)
 
     def _own_socket_path(self):
         args = self.printer.get_start_args()

@@ -26,15 +26,7 @@ class PeerSection:
         socket, remote = read_address(config)
         options = PeerOptions(
             name=name, socket=socket, remote=remote,
-            request_timeout=config.getfloat(
-                'request_timeout', router.request_timeout, above=0.,
-                maxval=86400.),
-            reconnect_delay=config.getfloat(
-                'reconnect_delay', router.reconnect_delay, minval=.01,
-                maxval=60.),
-            reconnect_max_delay=config.getfloat(
-                'reconnect_max_delay', router.reconnect_max_delay,
-                minval=.01, maxval=600.),
+            **link_options(config, router.link_defaults),
             on_connect=macros.load_template(config, 'on_connect', ''),
             on_disconnect=macros.load_template(config, 'on_disconnect', ''),
             serve=config.getboolean('serve_remote_methods', True),
@@ -45,7 +37,23 @@ class PeerSection:
             return
         self.peer = router.add_peer(options, config)
         if standing is not None:
-            self.peer.subs.add(standing)
+            self.peer.subscribe(standing)
+
+
+# The options of a link: [router] holds the defaults of every [router
+# NAME], which may set its own. (default, bounds) each.
+LINK_OPTIONS = (
+    ('request_timeout', 30., {'above': 0., 'maxval': 86400.}),
+    ('reconnect_delay', .1, {'minval': .01, 'maxval': 60.}),
+    ('reconnect_max_delay', 1., {'minval': .01, 'maxval': 600.}))
+
+
+def link_options(config, defaults=None):
+    """{option: value} of the link options of a section; defaults (such a
+    dict, from [router]) replace the built-in defaults."""
+    return {name: config.getfloat(
+        name, default if defaults is None else defaults[name], **bounds)
+            for name, default, bounds in LINK_OPTIONS}
 
 
 def read_address(config):

@@ -56,7 +56,8 @@ class Neighbors:
             self.webhooks.register_endpoint(path, handler)
 
     def connect(self, on_message, on_failed):
-        """on_message(sender name, msg) takes each message received;
+        """on_message(sender name, msg) takes each message received and
+        returns why it is refused (the endpoint answers that), or None;
         on_failed(name, msg, why) is told of each one not delivered."""
         self.on_message = on_message
         self.on_failed = on_failed
@@ -183,12 +184,9 @@ class Neighbors:
         params = web_request.params
         if not isinstance(params, dict):
             params = {}
-        if params.get('kind') == 'event':
-            try:
-                who.require('events')
-            except trust.Refused as e:
-                raise web_request.error(str(e))
-        self.on_message(who.name, params)
+        refused = self.on_message(who.name, params)
+        if refused is not None:
+            raise web_request.error(refused)
         web_request.send({})
 
     def _handle_link(self, web_request):

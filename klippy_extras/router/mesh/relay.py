@@ -153,7 +153,8 @@ class MeshRelay:
     # Receiving
     def receive(self, sender, msg):
         """One message from a neighbor. Bad messages are logged, never
-        raised: they come from another printer."""
+        raised: they come from another printer. Returns why an event is
+        refused here (its allow:), or None."""
         try:
             kind = msg.get('kind')
             if kind == 'lease':
@@ -161,7 +162,7 @@ class MeshRelay:
             elif kind == 'cards':
                 self._receive_cards(sender, msg.get('cards'))
             elif kind == 'event':
-                self._receive_event(sender, msg)
+                return self._receive_event(sender, msg)
         except (ValueError, TypeError, KeyError) as e:
             logging.info("router: bad mesh message from '%s': %s", sender, e)
         except Exception:
@@ -185,9 +186,11 @@ class MeshRelay:
             self.election.changed()
 
     def _receive_event(self, sender, msg):
-        if 'events' not in self.callers.allow_of(sender):
-            logging.info("router: event from '%s' refused (allow:)", sender)
-            return
+        refused = self.callers.refusal(sender, 'events')
+        if refused is not None:
+            logging.info("router: event from '%s' refused: %s", sender,
+                         refused)
+            return refused
         msg, skip = _checked_event(msg)
         origin, event, context, source, hops = (
             msg['origin'], msg['event'], msg['context'], msg['source'],

@@ -27,8 +27,12 @@ class Callers:
     def caller_of(self, web_request):
         """The trust.Caller behind an API request: the instance its router
         named in router/info on that connection, or this instance."""
+        return self.caller_named(
+            self._names.get(web_request.get_client_connection()))
+
+    def caller_named(self, name):
+        """The trust.Caller of an instance name (None: this instance)."""
         here = self.peers.own_name
-        name = self._names.get(web_request.get_client_connection())
         if name is None or name == here:
             return trust.Caller.local(here)
         peer = self.peers.get(name)
@@ -48,6 +52,14 @@ class Callers:
         return sorted({name for conn, name in list(self._names.items())
                        if not conn.is_closed() and name != here
                        and name not in self.peers})
+
+    def refusal(self, name, action):
+        """Why the instance may not do that here, or None."""
+        try:
+            self.caller_named(name).require(action)
+        except trust.Refused as e:
+            return str(e)
+        return None
 
     def allow_of(self, name):
         """What an instance may do here: its section's allow:, or

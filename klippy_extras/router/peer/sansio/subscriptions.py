@@ -34,17 +34,23 @@ def parse_objects(text):
                                  " object:field|field" % (entry,))
         else:
             flist = None
-        if name in objects and (objects[name] is None or flist is None):
-            objects[name] = None
-        elif name in objects:
-            objects[name] = sorted(set(objects[name]) | set(flist))
-        else:
-            objects[name] = sorted(set(flist)) if flist else None
+        merge_fields(objects, name, flist)
         if len(objects) > MAX_OBJECTS:
             raise ValueError("more than %d objects" % (MAX_OBJECTS,))
     if not objects:
         raise ValueError("no objects given")
     return objects
+
+
+def merge_fields(objects, name, fields):
+    """Adds an object's fields (None: every field) to a map of objects to
+    sorted fields: every field wins over a list."""
+    if name in objects and (objects[name] is None or fields is None):
+        objects[name] = None
+    elif name in objects:
+        objects[name] = sorted(set(objects[name]) | set(fields))
+    else:
+        objects[name] = None if fields is None else sorted(set(fields))
 
 
 def check_object_map(objects):
@@ -175,12 +181,7 @@ class SubscriptionSet:
         out = {}
         for sub in self.subs.values():
             for name, fields in sub.objects.items():
-                if name in out and (out[name] is None or fields is None):
-                    out[name] = None
-                elif name in out:
-                    out[name] = sorted(set(out[name]) | set(fields))
-                else:
-                    out[name] = None if fields is None else list(fields)
+                merge_fields(out, name, fields)
         return out
 
     def apply_snapshot(self, status):
