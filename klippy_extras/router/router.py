@@ -82,6 +82,7 @@ class Router:
         self.election = Election(self.reactor, peers, self.bridge,
                                  self.relay, self.lifecycle)
         self.relay.connect(self.election)
+        self.lifecycle.connect(self.election.is_serving)
         self.status = Status(printer, peers, self.mesh, self.relay,
                              self.election, self.callers)
         self.bridge.connect(self.election, self.eventbus,
@@ -98,7 +99,7 @@ class Router:
             pushes={'call': self.bridge.handle_push,
                     'mesh': self._neighbors.handle_push},
             run_line_on=self.run_line_on, left_alone=self.leave_alone,
-            serve_own=self.bridge.serve)
+            serve_own=self.bridge.serve, link_reset=self.election.forget)
 
     def _read_options(self, config):
         name = config.get('name')

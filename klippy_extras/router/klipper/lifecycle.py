@@ -21,7 +21,13 @@ class Lifecycle:
         self._ready_hook_done = False
         self._methods_registered = False
         self._ready_hook_timer = None
+        self.is_serving = None   # (peer): the election's, set by connect()
         printer.register_event_handler("klippy:ready", self._on_ready)
+
+    def connect(self, is_serving):
+        """is_serving(peer): does this instance serve that Klipper without
+        the module (the election knows)?"""
+        self.is_serving = is_serving
 
     def _on_ready(self):
         # No pausing in a ready handler (mainline shuts down): only arm.
@@ -86,7 +92,7 @@ class Lifecycle:
     def _served(self):
         return [p for p in self.peers.values()
                 if p.name in self.announced and not p.has_module
-                and p.serving]
+                and self.is_serving(p)]
 
     def _tell_served(self, peer, ready):
         for other in self._served():

@@ -125,8 +125,6 @@ class BridgeEntries:
     def serve(self, peer):
         """Takes the old bridge's calls of the peer's macros (or of this
         instance's own, on its own link)."""
-        peer.serving = True
-        peer.calls_dropped = 0
         register_remote_methods(peer, self.on_own_registered
                                 if peer.is_self else (lambda: None))
 
@@ -155,7 +153,7 @@ class BridgeEntries:
         method = msg.get('method')
         params = msg.get('params')
         if not peer.is_self and not self.election.may_run(peer):
-            if peer.serving:
+            if self.election.is_serving(peer):
                 self._drop(peer, method, params)
             else:
                 logging.info("router: ignored remote call from '%s', which"
@@ -177,17 +175,16 @@ class BridgeEntries:
     def _drop(self, peer, method, params):
         """A call of a served Klipper while this instance does not hold
         the lease: another may run it, so it never runs here."""
-        peer.calls_dropped += 1
-        why = peer.lapse or "another instance serves it now"
+        count, why = self.election.note_drop(peer)
         logging.info("router: dropped call %d from '%s': %.40r %.300r (%s)",
-                     peer.calls_dropped, peer.name, method, params, why)
-        if peer.calls_dropped <= SHOWN_DROPS:
+                     count, peer.name, method, params, why)
+        if count <= SHOWN_DROPS:
             self.runner.report(
                 "%s from '%s' dropped: this instance does not hold the"
                 " lease to serve it now (%s)%s" % (
                     method, peer.name, why,
                     "; further drops only in klippy.log"
-                    if peer.calls_dropped == SHOWN_DROPS else ""), peer.name)
+                    if count == SHOWN_DROPS else ""), peer.name)
 
     def call(self, method, params, who, done):
         """Runs one method for who (a trust.Caller); done(result, error)

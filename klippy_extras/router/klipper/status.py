@@ -36,9 +36,9 @@ class Status:
             return self.reached_name(peer.name)
         if not peer.ready:
             return 'not reached'
-        if peer.serving:
-            return 'direct, served here'
         election = self.election
+        if election.is_serving(peer):
+            return 'direct, served here'
         chosen = election.chosen(peer.kid) if peer.kid else None
         if chosen is not None and chosen is not peer:
             return 'direct, the same Klipper as %s' % (chosen.name,)

@@ -67,6 +67,13 @@ class Election:
         self.relay = relay
         self.lifecycle = lifecycle
         self.claims = {}       # Klipper id -> lease.Claim
+        # The served links, by peer name: router/* registered on it, its
+        # serving ending, why the lease is not held, calls dropped since
+        # served. One connection each: forget() when it ends.
+        self._registered = set()
+        self._handing_over = set()
+        self._lapse = {}
+        self._dropped = {}
         self.inc = '%016x' % (random.SystemRandom().getrandbits(64),)
         self.proc = own_process()
         self._started = None
@@ -143,7 +150,7 @@ class Election:
     def _decide(self, kid, claim, peers, now, potential):
         chosen = min(peers, key=lambda p: p.name) if peers else None
         for peer in peers:
-            if peer.serving and peer is not chosen:
+            if self.is_serving(peer) and peer is not chosen:
                 self.hand_over(peer, "'%s' serves the same Klipper here"
                                % (chosen.name,))
         if chosen is None and not claim.serving:
@@ -156,20 +163,22 @@ class Election:
                 else "not connected to it")
             logging.info("router: lease on %s lost: %s", kid, why)
             if chosen is not None:
-                chosen.lapse = why
+                self._lapse[chosen.name] = why
             self.relay.refresh()
         elif decision == 'start':
             logging.info("router: serving '%s' (promises from: %s)",
                          chosen.name, ', '.join(claim.needed(now)) or '-')
-            chosen.lapse = None
-            chosen.calls_dropped = 0
-            if not chosen.serving:
+            self._lapse.pop(chosen.name, None)
+            self._dropped.pop(chosen.name, None)
+            if not self.is_serving(chosen):
                 self._serve(chosen)
             else:
                 self.relay.refresh()
-        elif claim.serving and not (chosen.serving or chosen.handing_over):
+        elif claim.serving and not (self.is_serving(chosen)
+                                    or chosen.name in self._handing_over):
             self._serve(chosen)    # another link to the same Klipper
-        if (chosen is not None and chosen.serving and not claim.serving
+        if (chosen is not None and self.is_serving(chosen)
+                and not claim.serving
                 and self.server_of(kid) not in (None, self.peers.own_name)):
             # Registered without the lease, it drops (and reports) each
             # call; once another serves, its calls go there only
@@ -177,6 +186,8 @@ class Election:
                            % (self.server_of(kid),))
 
     def _serve(self, peer):
+        self._registered.add(peer.name)
+        self._dropped.pop(peer.name, None)
         self.bridge.serve(peer)
         self.relay.refresh()
         self.lifecycle.greet_served(peer)
@@ -186,15 +197,33 @@ class Election:
         and once its Klipper has answered a last request (so every call it
         sent before is read and reported) the link closes, which ends the
         registration of router/* there."""
-        if peer.handing_over:
+        if peer.name in self._handing_over:
             return
-        peer.handing_over = True
-        peer.stop_serving(why)
+        self._handing_over.add(peer.name)
+        peer.stop_serving(why, lambda: peer.name in self._handing_over)
+
+    def forget(self, peer):
+        """The peer's connection ended (or a new one began): nothing is
+        registered on it."""
+        self._registered.discard(peer.name)
+        self._handing_over.discard(peer.name)
+        self._lapse.pop(peer.name, None)
+
+    def is_serving(self, peer):
+        """router/* is registered on the peer's link by this instance."""
+        return peer.name in self._registered
+
+    def note_drop(self, peer):
+        """A call of the peer dropped: (drops since served, why)."""
+        count = self._dropped[peer.name] = self._dropped.get(peer.name, 0) + 1
+        return count, self._lapse.get(peer.name) or (
+            "another instance serves it now")
 
     def may_run(self, peer):
         """Is a call that the peer's Klipper pushed to run here now?"""
         claim = self.claims.get(peer.kid)
-        return (claim is not None and peer.serving and not peer.handing_over
+        return (claim is not None and self.is_serving(peer)
+                and peer.name not in self._handing_over
                 and claim.holds(self.reactor.monotonic())
                 and self.chosen(peer.kid) is peer)
 

@@ -57,7 +57,8 @@ class MeshRelay:
         plain = {p.kid for p in self.peers.values()
                  if p.wants_serve and p.kid is not None}
         serving = {p.kid for p in self.peers.values()
-                   if p.serving and not p.has_module and p.kid is not None}
+                   if p.kid is not None and not p.has_module
+                   and self.election.is_serving(p)}
         changed = self.view.update_own(neighbors, plain, serving)
         new = neighbors - self._neighbor_names
         self._neighbor_names = neighbors

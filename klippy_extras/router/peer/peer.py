@@ -50,10 +50,12 @@ class PeerError(Exception):
 # (reports, callback macros), and whom to tell when it changes. pushes
 # maps the 'router' key of a pushed message to its handler(peer, msg), so
 # a peer knows neither the old bridge's methods nor the mesh; serve_own
-# takes this instance's own macros' calls (on its link to itself).
+# takes this instance's own macros' calls (on its link to itself);
+# link_reset(peer) is told that a connection began or ended (nothing is
+# registered on it).
 PeerHooks = collections.namedtuple(
     'PeerHooks', 'own_name runner ready_changed changed pushes'
-    ' run_line_on left_alone serve_own')
+    ' run_line_on left_alone serve_own link_reset')
 
 
 def _own_link(reactor, options, listener, link):
@@ -88,12 +90,11 @@ class PeerLink:
         self.address = address_of(options)
         self.known_by = 'configured'        # or 'shared file', 'discovered'
         self.removed = False                # dropped from the router
-        self.serving = False                # router/* registered on it
-        self.wants_serve = False            # a served peer, if elected
-        self.handing_over = False           # serving ends: calls dropped
+        # A Klipper without the module on this connection, which this
+        # instance may serve if elected (mesh/election.py decides, and
+        # knows whether it does)
+        self.wants_serve = False
         self.kid = None                     # its Klipper's identity
-        self.calls_dropped = 0              # calls dropped since served
-        self.lapse = None                   # why the lease is not held
         self.last_failure = ''
         self._status_key = self._status = None
         self._ping_timer = self.reactor.register_timer(self._ping_event)
@@ -152,13 +153,13 @@ class PeerLink:
 
     # Link listener
     def link_up(self):
-        self.serving = self.wants_serve = self.handing_over = False
-        self.lapse = None
+        self.wants_serve = False
+        self.hooks.link_reset(self)
         self._run(self.session.connected())
 
     def link_down(self, reason):
-        was_serving = self.serving or self.wants_serve
-        self.serving = self.wants_serve = self.handing_over = False
+        was_serving, self.wants_serve = self.wants_serve, False
+        self.hooks.link_reset(self)
         self._run(self.session.closed(reason))
         if was_serving:
             self.hooks.changed()
@@ -225,14 +226,15 @@ class PeerLink:
             self.wants_serve = True
             self.hooks.changed()
 
-    def stop_serving(self, why):
+    def stop_serving(self, why, still_wanted):
         """Closes the link once the Klipper has answered one more request:
         every call it pushed before that answer is read (and dropped) here
-        first, so none is lost unreported in the socket."""
+        first, so none is lost unreported in the socket. still_wanted()
+        says, then, whether the close is still wanted."""
         logging.info("router: %s: no longer served here: %s", self.name, why)
         link = self.link
         def on_reply(result, error):
-            if self.handing_over and link.connected:
+            if still_wanted() and link.connected:
                 link.close("handing over: %s" % (why,))
         try:
             link.request('info', {}, on_reply, session.PING_TIMEOUT)
