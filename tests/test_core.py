@@ -4,7 +4,7 @@
 # Copyright (C) 2026  Klipper Router contributors
 #
 # This file may be distributed under the terms of the GNU GPLv3 license.
-import json, re, signal, threading, time
+import contextlib, json, re, signal, threading, time
 import pytest
 from harness import ApiError, assert_clean_log, wait_until
 from macros import MARK, FAIL
@@ -283,45 +283,72 @@ def test_peer_shutdown_and_firmware_restart(mesh):
     assert main.state() == 'ready'
 
 
-def test_hung_peer_times_out_and_host_keeps_running(mesh):
+@contextlib.contextmanager
+def hung_led(mesh):
+    """main and led linked, then led stopped (SIGSTOP) until the end."""
     build(mesh, ('main', 'led'))
     mesh.start()
     mesh.wait_links()
-    main, led = mesh['main'], mesh['led']
+    led = mesh['led']
     led.kill(signal.SIGSTOP)
     try:
+        yield mesh['main'], led
+    finally:
+        led.kill(signal.SIGCONT)
+
+
+def test_hung_peer_call_times_out_by_the_link_timer(mesh):
+    with hung_led(mesh) as (main, led):
+        t0 = time.monotonic()
+        with pytest.raises(ApiError) as e:
+            main.gcode("ROUTER_GCODE_SCRIPT TARGET=led WAIT=1 TIMEOUT=2"
+                       " SCRIPT='MARK VALUE=1'")
+        took = time.monotonic() - t0
+    assert 'no reply within 2 s' in str(e.value)
+    # The link's timer, not the command's own margin (1 s later)
+    assert 1.9 < took < 2.8, took
+
+
+def test_hung_peer_call_leaves_the_host_reactor_serving(mesh):
+    with hung_led(mesh) as (main, led):
         result = {}
         def call():
-            t0 = time.monotonic()
             try:
                 main.gcode("ROUTER_GCODE_SCRIPT TARGET=led WAIT=1 TIMEOUT=2"
                            " SCRIPT='MARK VALUE=1'")
-                result['error'] = None
             except ApiError as e:
                 result['error'] = str(e)
-            result['took'] = time.monotonic() - t0
         t = threading.Thread(target=call)
         t.start()
-        # The host's reactor serves other clients while the call waits
+        # Other clients are answered while the call waits
         for i in range(10):
             assert main.info()['state'] == 'ready'
             time.sleep(.1)
         t.join(10)
-        assert 'no reply within 2 s' in result['error'], result
-        # The link's timer, not the command's own margin (1 s later)
-        assert 1.9 < result['took'] < 2.8, result
-        # Own G-code still runs; WAIT=0 returns at once
+        assert 'no reply within' in result['error']
+
+
+def test_hung_peer_leaves_own_gcode_and_wait0_at_once(mesh):
+    with hung_led(mesh) as (main, led):
         main.gcode("MARK VALUE=3")
         assert main.macro_vars('MARK')['value'] == 3
         t0 = time.monotonic()
         main.gcode("ROUTER_GCODE_SCRIPT TARGET=led SCRIPT='MARK VALUE=4'")
         assert time.monotonic() - t0 < .5
-        # Keepalive: the peer is marked unresponsive, no longer ready
+
+
+def test_hung_peer_is_marked_unresponsive(mesh):
+    with hung_led(mesh) as (main, led):
         wait_until(lambda: not main.router_status()['peers']['led']['ready'],
                    10.)
+        assert not main.router_status()['peers']['led']['responsive']
         assert hooks(main)['disconnected'] == 'led:unresponsive,'
-    finally:
-        led.kill(signal.SIGCONT)
+
+
+def test_hung_peer_takes_gcode_again_once_it_runs(mesh):
+    with hung_led(mesh) as (main, led):
+        wait_until(lambda: not main.router_status()['peers']['led']['ready'],
+                   10.)
     wait_until(lambda: main.router_status()['peers']['led']['ready'], 10.)
     main.gcode("ROUTER_GCODE_SCRIPT TARGET=led WAIT=1 SCRIPT='MARK VALUE=6'")
     assert led.macro_vars('MARK')['value'] == 6

@@ -5,7 +5,7 @@
 # Copyright (C) 2026  Klipper Router contributors
 #
 # This file may be distributed under the terms of the GNU GPLv3 license.
-import concurrent.futures, os, random, time
+import concurrent.futures, functools, os, random, time
 import pytest
 from harness import ApiClient, ApiError, wait_until
 from linkproxy import LinkProxy
@@ -47,12 +47,15 @@ def wait_full_mesh(mesh, names, timeout):
     wait_until(formed, timeout, what="every pair ready")
 
 
-def fire_and_count(mesh, names, count, chooser=random.choice):
-    """count events from instances chooser picks; every instance must run
-    each exactly once."""
+def fire_and_count(mesh, names, count, faults=None):
+    """count events, each from an instance picked at random; every
+    instance must run each exactly once. faults (event number ->
+    function) run before the events they are keyed by."""
     before = {n: ticks(mesh[n]) for n in names}
     for i in range(count):
-        mesh[chooser(names)].gcode("ROUTER_EVENT_TRIGGER EVENT=tick")
+        if faults and i in faults:
+            faults[i]()
+        mesh[random.choice(names)].gcode("ROUTER_EVENT_TRIGGER EVENT=tick")
     want = {n: before[n] + count for n in names}
     try:
         wait_until(lambda: {n: ticks(mesh[n]) for n in names} == want, 15.,
@@ -219,21 +222,21 @@ def test_ring_of_five_with_links_cut_and_restored_runs_each_event_once(mesh):
         mesh.start()
         wait_until(lambda: routes_complete(mesh, names), 10.,
                    what="every instance reached")
-        cut = None
-        def chooser(names):
-            # One link down at a time: the restored one is back before
-            # the next is cut (two cuts would split the ring in two)
-            nonlocal cut
-            if rng.random() < .1:
-                if cut is not None:
-                    proxies[cut].restore()
-                    wait_until(lambda: edge_up(mesh, *cut), 5.,
-                               what="restored link back")
-                cut = rng.choice(edges)
-                proxies[cut].kill()
-            return rng.choice(names)
-        fire_and_count(mesh, names, 200, chooser)
-        assert cut is not None
+        # The fault schedule, fixed by the seed: before 20 of the 200
+        # events one link of the ring is cut, the one cut before restored
+        # first (one link down at a time: two cuts would split the ring)
+        cuts = dict(zip(sorted(rng.sample(range(200), 20)),
+                        (rng.choice(edges) for _ in range(20))))
+        down = []
+        def cut(edge):
+            if down:
+                proxies[down[0]].restore()
+                wait_until(lambda: edge_up(mesh, *down[0]), 5.,
+                           what="restored link back")
+            down[:] = [edge]
+            proxies[edge].kill()
+        fire_and_count(mesh, names, 200, {
+            i: functools.partial(cut, edge) for i, edge in cuts.items()})
         for name in names:
             log = mesh[name].log_text()
             assert 'Traceback' not in log, name

@@ -80,7 +80,7 @@ class Router:
                                neighbors, self.eventbus.dispatch)
         self.eventbus.connect(self.relay)
         self.election = Election(self.reactor, peers, self.bridge,
-                                 self.relay, self.lifecycle)
+                                 self.relay, neighbors, self.lifecycle)
         self.relay.connect(self.election)
         self.lifecycle.connect(self.election.is_serving)
         self.status = Status(printer, peers, self.mesh, self.relay,

@@ -60,11 +60,14 @@ def process_ended(proc, mine):
 
 
 class Election:
-    def __init__(self, reactor, peers, bridge, relay, lifecycle):
+    def __init__(self, reactor, peers, bridge, relay, neighbors, lifecycle):
         self.peers = peers
         self.reactor = reactor
         self.bridge = bridge
-        self.relay = relay
+        self.relay = relay            # this instance's card: refresh()
+        # Promises go to neighbors only, never relayed: what an instance
+        # promises counts only from that instance
+        self.neighbors = neighbors
         self.lifecycle = lifecycle
         self.claims = {}       # Klipper id -> lease.Claim
         # The served links, by peer name: router/* registered on it, its
@@ -128,7 +131,7 @@ class Election:
         wanted = self._candidates()
         for kid in wanted:
             self._claim(kid, now)
-        neighbors = self.relay.neighbor_names()
+        neighbors = self.neighbors.names()
         potential = set(neighbors) | {
             p.name for p in self.peers.values() if p.may_be_candidate}
         for kid, claim in list(self.claims.items()):
@@ -140,11 +143,10 @@ class Election:
                                  " %s are void", name, kid)
                     claim.forget(name)
             if claim.want:
-                n, serving = claim.ask(now)
+                ask = self._message(kid, 'ask', *claim.ask(now))
                 for name in sorted(neighbors):
-                    msg = self._message(kid, 'ask', n, True, serving)
-                    msg['on_yours'] = claim.on_yours(name, now)
-                    self.relay.send_lease(name, msg)
+                    self.neighbors.send(name, dict(
+                        ask, on_yours=claim.on_yours(name, now)))
             self._decide(kid, claim, wanted.get(kid, []), now, potential)
 
     def _decide(self, kid, claim, peers, now, potential):
@@ -228,7 +230,7 @@ class Election:
                 and self.chosen(peer.kid) is peer)
 
     # Messages
-    def _message(self, kid, op, n, want, serving, granted=None):
+    def _message(self, kid, op, n, serving, granted=None, want=True):
         msg = {'kind': KIND, 'klipper': kid, 'op': op, 'n': n,
                'inc': self.inc, 'want': want, 'serving': serving,
                'proc': self.proc}
@@ -261,8 +263,8 @@ class Election:
                                        now)
                 mine, holds = claim.want, claim.holds(now)
             if want:
-                self.relay.send_lease(sender, self._message(
-                    kid, 'reply', n, mine, holds, granted))
+                self.neighbors.send(sender, self._message(
+                    kid, 'reply', n, holds, granted, mine))
         elif claim is not None:
             granted = msg.get('granted')
             if not isinstance(granted, bool):

@@ -82,11 +82,6 @@ class MeshRelay:
         # what it passes on for others is dropped past a backlog
         self.neighbors.send(name, msg, limit=None if own else BACKLOG)
 
-    def send_lease(self, name, msg):
-        """A lease message to a neighbor, never relayed: what an instance
-        promises counts only from that instance."""
-        self.neighbors.send(name, msg)
-
     def _failed(self, name, msg, why):
         """A message did not reach a neighbor: an event goes round the
         failed link through the others (ids keep it to one run)."""
