@@ -39,6 +39,12 @@ class Callers:
         return trust.Caller.instance(name, self.allow_of(name), here,
                                      where)
 
+    def calling(self):
+        """The names that instances' routers gave in router/info on the
+        API connections open now."""
+        return set(name for conn, name in list(self._names.items())
+                   if not conn.is_closed())
+
     def allow_of(self, name):
         """What an instance may do here: its section's allow:, or
         allow_unlisted: for an instance this config does not list."""
