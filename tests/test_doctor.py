@@ -133,8 +133,9 @@ def test_doctor_finds_each_misconfiguration_with_its_fix(mesh):
         return all(st[n]['connected'] for n in ('led', 'afc', 'heater',
                                                 'far')) and st['led']['ready']
     wait_until(settled, 10., what="main's links up")
-    wait_until(lambda: 'stranger' in {f['peer'] for f in endpoint(main)},
-               10., what="stranger calling main")
+    wait_until(lambda: {'stranger', 'bed'} <= {
+        f['peer'] for f in endpoint(main)}, 10., what="stranger and bed"
+        " calling main")
     main_sock, wd = mesh.sock('main'), mesh.workdir
     found = check_both(main, {
         ('main', 'unknown_target'), ('afc', 'not_listed_there'),
