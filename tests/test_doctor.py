@@ -420,3 +420,24 @@ def test_doctor_on_an_instance_without_api_socket(mesh):
     assert ("// solo: this klippy runs without an API socket (-a): no peer"
             " can reach it. Fix: start klippy with -a <path>") in text, text
     assert node.alive()
+
+
+def test_shared_mesh_file_has_no_findings(mesh):
+    # One file that both include: each skips its own section, whose hook
+    # (run by the other when it connects) targets the instance it names
+    shared = os.path.join(mesh.workdir, 'mesh.cfg')
+    with open(shared, 'w') as f:
+        for name in ('main', 'led'):
+            f.write(peer_section(name, mesh.sock(name), (
+                "allow: gcode, query, subscribe\n"
+                "subscribe: print_stats:state\n"
+                "on_connect: ROUTER_GCODE_SCRIPT TARGET=%s SCRIPT=\"MARK"
+                " VALUE=1\"\n" % (name,))))
+    for name in ('main', 'led'):
+        mesh.add(name, "[router]\nname: %s\n[include %s]\n" % (name, shared)
+                 + MARK)
+    mesh.start()
+    mesh.wait_links()
+    for name in ('main', 'led'):
+        check_both(mesh[name], set())
+        assert_clean_log(mesh[name])

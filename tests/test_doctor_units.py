@@ -58,13 +58,20 @@ def test_targets_literal_only():
         " TARGET=far SCRIPT=M115\"\n"
         "ROUTER_OBJECTS_SUBSCRIBE TARGET='led' OBJECTS=toolhead")},
         'router led': {'socket': '/tmp/led.sock'}, 'bad': ['x'], 3: {}}
-    assert diagnosis.config_targets(config) == [
+    assert diagnosis.config_targets(config, 'main') == [
         ('led', 'gcode', '[gcode_macro A] gcode'),
         ('afc', 'query', '[gcode_macro A] gcode'),
         ('afc', 'gcode', '[gcode_macro A] gcode')]
-    assert diagnosis.event_trigger(config) is None
+    assert diagnosis.event_trigger(config, 'main') is None
     assert diagnosis.event_trigger({'a': {'b': 'x\n ROUTER_EVENT_TRIGGER'
-                                          ' EVENT=e'}}) == '[a] b'
+                                          ' EVENT=e'}}, 'main') == '[a] b'
+    # A mesh file's section of this instance is not this instance's
+    shared = {'router main': {'on_connect': 'ROUTER_GCODE_SCRIPT TARGET=x'
+                                            ' SCRIPT=M1'},
+              'router led': {'on_connect': 'ROUTER_GCODE_SCRIPT TARGET=y'
+                                           ' SCRIPT=M1'}}
+    assert diagnosis.config_targets(shared, 'main') == [
+        ('y', 'gcode', '[router led] on_connect')]
     assert examine(here(config=config), [peer()]) == [
         ('main', 'unknown_target')]
 

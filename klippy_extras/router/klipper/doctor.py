@@ -197,6 +197,12 @@ class Doctor(CommandBase):
             version=CLIENT_VERSION)
 
     def _same_socket(self, path):
-        """Is a peer config's socket: path this instance's own socket?"""
-        return bool(self.own_socket and path) and os.path.realpath(
-            os.path.expanduser(path)) == self.own_socket
+        """Is a peer config's socket: path (any text) this instance's own
+        socket?"""
+        if not (self.own_socket and path):
+            return False
+        try:
+            return os.path.realpath(os.path.expanduser(path)) == (
+                self.own_socket)
+        except (ValueError, OSError):    # a NUL in it, a loop of links
+            return False

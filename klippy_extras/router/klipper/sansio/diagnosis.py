@@ -57,13 +57,16 @@ def _text(value, limit=60):
     return text if len(text) <= limit else text[:limit] + '...'
 
 
-def _options(config):
-    """(section, option, text) of a raw config, whatever it holds."""
+def _options(config, owner=None):
+    """(section, option, text) of a raw config, whatever it holds. The
+    section [router <owner>] is left out: in a mesh file that every
+    instance includes, the one it names skips it."""
     if not isinstance(config, dict):
         return
     for section, options in sorted(config.items(), key=lambda kv: str(
             kv[0])):
-        if not isinstance(options, dict):
+        if not isinstance(options, dict) or (
+                str(section).split() == ['router', owner]):
             continue
         for option, text in sorted(options.items(), key=lambda kv: str(
                 kv[0])):
@@ -75,11 +78,12 @@ def _where(section, option):
     return "[%s] %s" % (_text(section, 60), _text(option, 30))
 
 
-def config_targets(config):
+def config_targets(config, owner):
     """[(target, action, where)]: every ROUTER_* command with a literal
-    TARGET in a config (macros, hooks, ...), and what it needs there."""
+    TARGET in the config of instance owner (macros, hooks, ...), and what
+    it needs there."""
     out = []
-    for section, option, text in _options(config):
+    for section, option, text in _options(config, owner):
         for m in _COMMAND_RE.finditer(text):
             target = _TARGET_RE.search(m.group(2))
             if target is not None:
@@ -89,9 +93,10 @@ def config_targets(config):
     return out
 
 
-def event_trigger(config):
-    """Where a config triggers events (ROUTER_EVENT_TRIGGER), or None."""
-    for section, option, text in _options(config):
+def event_trigger(config, owner):
+    """Where the config of instance owner triggers events
+    (ROUTER_EVENT_TRIGGER), or None."""
+    for section, option, text in _options(config, owner):
         if _EVENT_RE.search(text):
             return _where(section, option)
     return None
@@ -142,7 +147,7 @@ def target_findings(here):
     # G-code and objects go to peers only (an instance known through the
     # mesh is no TARGET)
     known = set(here.peer_names) | {here.name}
-    for target, action, where in config_targets(here.config):
+    for target, action, where in config_targets(here.config, here.name):
         if target in known or target in seen:
             continue
         seen.add(target)
@@ -354,8 +359,8 @@ def refused_there_findings(here, p):
         return []   # not its router's say, or it does not list this one
     needs = [('subscribe', label) for label, objects in p.subs[:1]]
     needs += [(action, where) for target, action, where
-              in config_targets(here.config) if target == p.name]
-    events = event_trigger(here.config)
+              in config_targets(here.config, here.name) if target == p.name]
+    events = event_trigger(here.config, here.name)
     if events is not None:
         needs.append(('events', events))
     return [Finding(
@@ -372,11 +377,11 @@ def refused_here_findings(here, p):
     if not isinstance(p.config, dict):
         return []
     needs = [(action, where) for target, action, where
-             in config_targets(p.config) if target == here.name]
+             in config_targets(p.config, p.name) if target == here.name]
     section = p.config.get('router %s' % (here.name,))
     if isinstance(section, dict) and 'subscribe' in section:
         needs.append(('subscribe', "[router %s] subscribe" % (here.name,)))
-    events = event_trigger(p.config) if p.has_module else None
+    events = event_trigger(p.config, p.name) if p.has_module else None
     if events is not None:
         needs.append(('events', events))
     return [Finding(
