@@ -17,6 +17,7 @@ from .mesh.eventbus import EventBus
 from .mesh.neighbors import Neighbors
 from .mesh.relay import MeshRelay
 from .klipper import commands, sections
+from .klipper.doctor import Doctor
 from .klipper.event_commands import EventCommands
 from .klipper.object_commands import ObjectCommands
 from .klipper.lifecycle import Lifecycle
@@ -59,6 +60,8 @@ class Router:
                 printer, peers, self.runner, self.status))
         commands.register(self.gcode, EventCommands(self.eventbus,
                                                     self.name))
+        commands.register(self.gcode, Doctor(printer, peers, self.callers,
+                                             self._own_socket))
         # Links start once the reactor runs, whatever the start-up gives:
         # an instance in startup, error or shutdown stays in the mesh, seen
         # by its peers and restartable from them.

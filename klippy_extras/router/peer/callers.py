@@ -43,15 +43,19 @@ class Callers:
         return trust.Caller.instance(name, self.allow_of(name), here,
                                      where)
 
+    def calling(self):
+        """The names that instances' routers gave in router/info on the
+        API connections open now."""
+        return set(name for conn, name in list(self._names.items())
+                   if not conn.is_closed())
+
     def unlisted(self):
         """Instances linked here now that this config does not list (and
         allow_unlisted: does not admit): each is refused everything."""
         if self.allow_unlisted:
             return []
-        here = self.peers.own_name
-        return sorted({name for conn, name in list(self._names.items())
-                       if not conn.is_closed() and name != here
-                       and name not in self.peers})
+        return sorted(self.calling() - set(self.peers)
+                      - {self.peers.own_name})
 
     def refusal(self, name, action):
         """Why the instance may not do that here, or None."""
