@@ -50,14 +50,16 @@ class Link:
 
     @property
     def connected(self):
+        """Is the transport's connection up?"""
         return self.transport.connected
-
-    @property
-    def last_error(self):
-        return self.transport.last_error
 
     def start(self):
         self.transport.start()
+
+    @property
+    def last_error(self):
+        """Why the connection last failed or closed, or ''."""
+        return self.transport.last_error
 
     def stop(self):
         """Must never raise (klippy:disconnect)."""
