@@ -420,7 +420,7 @@ def test_host_restarts_leave_no_extra_fds(mesh):
 def test_hook_errors_are_reported_not_fatal(mesh):
     mesh.add_router_node('main', ['led'], MACROS,
                          {'led': "on_connect: FAIL\non_disconnect: {1/0}\n"})
-    mesh.add_router_node('led', [], MACROS)
+    mesh.add_router_node('led', ['main'], MACROS)
     mesh.start('main')
     out = mesh['main'].client
     mesh.start('led')

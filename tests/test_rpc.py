@@ -82,7 +82,7 @@ def test_tracker_flow_control_keeps_order_and_budget():
                                                False]
     ping, frame = t.add('ping', {}, 'p', 10., 0, priority=True)
     assert frame is not None
-    with pytest.raises(rpc.Refused):
+    with pytest.raises(rpc.NotSent):
         t.add('s', {}, 'x', 10., 0)          # 3 already waiting
     t.resolve({'id': sent[0][0], 'result': {}})
     assert t.pump(0) == ([], [])             # the ping is in flight too
@@ -96,10 +96,10 @@ def test_tracker_flow_control_keeps_order_and_budget():
     t = rpc.RequestTracker(200, max_in_flight=1)
     t.add('s', {'x': 'a' * 50}, 1, 10., 0)
     t.add('s', {'x': 'b' * 50}, 2, 10., 0)
-    with pytest.raises(rpc.Refused) as e:
+    with pytest.raises(rpc.NotSent) as e:
         t.add('s', {'x': 'c' * 50}, 3, 10., 120)
     assert 'send buffer full' in str(e.value)
-    with pytest.raises(rpc.Refused):
+    with pytest.raises(rpc.NotSent):
         t.add('s', {'x': float('nan')}, 4, 10., 0)
 
 

@@ -9,7 +9,6 @@ from ..common import gcode_text
 from ..link.sansio import rpc
 from ..peer.sansio.session import Phase
 from ..link.link import wait_reply
-from ..peer.peer import PeerError
 
 
 class CommandBase:
@@ -134,7 +133,7 @@ class RouterCommands(CommandBase):
                      inline=False):
         try:
             peer.run_script(script, callback, timeout, inline)
-        except PeerError as e:
+        except rpc.NotSent as e:
             raise gcmd.error("ROUTER_GCODE_SCRIPT: peer '%s' cannot take"
                              " G-code now: %s" % (peer.name, e))
 

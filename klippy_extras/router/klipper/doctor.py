@@ -10,7 +10,6 @@ import logging, os, stat
 from ..common import gcode_text
 from ..link.link import wait_reply
 from ..link.sansio import rpc
-from ..peer.peer import PeerError
 from ..peer.sansio import identity
 from ..peer.sansio.session import CLIENT_VERSION
 from .commands import CommandBase
@@ -147,7 +146,7 @@ class Doctor(CommandBase):
                 on_reply = answer(peer.name, key)
                 try:
                     peer.request(method, params, on_reply, timeout)
-                except PeerError:
+                except rpc.NotSent:
                     on_reply(None, 'not sent')
             if not sends:
                 done(None, None)

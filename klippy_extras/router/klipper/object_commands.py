@@ -4,8 +4,8 @@
 #
 # This file may be distributed under the terms of the GNU GPLv3 license.
 import json
+from ..link.sansio import rpc
 from ..common import gcode_text
-from ..peer.peer import PeerError
 from ..peer.sansio import subscriptions
 from .commands import CommandBase
 
@@ -34,7 +34,7 @@ class ObjectCommands(CommandBase):
         def send(callback):
             try:
                 peer.request(method, params, callback, timeout, inline=True)
-            except PeerError as e:
+            except rpc.NotSent as e:
                 raise gcmd.error("%s: cannot send to '%s': %s"
                                  % (what, peer.name, e))
         result = self._wait(gcmd, peer, send, timeout, what)

@@ -8,10 +8,10 @@
 # This file may be distributed under the terms of the GNU GPLv3 license.
 import json, logging
 from ..common import gcode_text
+from ..link.link import wait_reply
+from ..link.sansio import rpc
 from ..mesh.sansio import events
 from ..peer.sansio import subscriptions, trust
-from ..link.link import wait_reply
-from ..peer.peer import PeerError
 
 METHODS = ('router/gcode/script', 'router/event/subscribe',
            'router/event/trigger', 'router/printers/list',
@@ -49,7 +49,7 @@ def register_remote_methods(peer, on_done):
                 'remote_method': method,
                 'response_template': {'router': PUSH_TEMPLATE,
                                       'method': method}}, on_reply)
-        except PeerError as e:
+        except rpc.NotSent as e:
             logging.info("router: cannot register %s on %s: %s",
                          method, peer.name, e)
             return
@@ -235,7 +235,7 @@ class Bridge(BridgeEntries):
                 done(None, "'%s' sent an invalid reply (%s)" % (peer.name, e))
         try:
             peer.request(method, params, on_reply)
-        except PeerError as e:
+        except rpc.NotSent as e:
             raise BridgeError("'%s': %s" % (peer.name, e))
 
     # The methods. Each takes (params, who, done); who.require(action)
@@ -254,7 +254,7 @@ class Bridge(BridgeEntries):
             peer.run_script(script, lambda _result, err: done(
                 {} if err is None else None,
                 None if err is None else "'%s': %s" % (peer.name, err)))
-        except PeerError as e:
+        except rpc.NotSent as e:
             raise BridgeError("'%s' cannot take G-code now: %s"
                               % (peer.name, e))
 

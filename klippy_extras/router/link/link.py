@@ -27,10 +27,6 @@ def wait_reply(reactor, send, timeout):
         None, rpc.Error("timed out", rpc.TIMEOUT)))
 
 
-class LinkError(Exception):
-    """A request could not be handed to the link (not sent at all)."""
-
-
 class Link:
     """The listener has link_up(), link_down(reason) and link_push(msg);
     request callbacks get (result, error), error an rpc.Error. Every one
@@ -180,20 +176,17 @@ class Link:
     def request(self, method, params, callback, timeout, priority=False,
                 inline=False):
         """Sends a request; callback(result, error) is called exactly once,
-        from a reactor callback, unless this raises LinkError. Beyond
+        from a reactor callback, unless this raises rpc.NotSent. Beyond
         rpc.MAX_IN_FLIGHT it waits, in order; priority requests
         (handshake, keepalive) never wait behind others. inline: a lone
         small reply may be taken in the fd callback (take_now), so the
         callback must not close an fd."""
         if not self.transport.connected:
-            raise LinkError("not connected")
+            raise rpc.NotSent("not connected")
         deadline = self.reactor.monotonic() + timeout
-        try:
-            req_id, frame = self._requests.add(
-                method, params, callback, deadline,
-                self.transport.buffered(), priority, inline)
-        except rpc.Refused as e:
-            raise LinkError(str(e))
+        req_id, frame = self._requests.add(
+            method, params, callback, deadline, self.transport.buffered(),
+            priority, inline)
         if frame is not None:
             self._write(frame)
         if deadline < self._timer_at:

@@ -11,10 +11,10 @@
 # This file may be distributed under the terms of the GNU GPLv3 license.
 import glob, logging, os, stat
 from ..common import gcode_text
-from ..link.link import Link, LinkError
-from ..common.timers import next_due
+from ..common.timers import drop_timer, next_due
+from ..link.link import Link
+from ..link.sansio import rpc
 from ..link.transport import UnixTransport
-from ..common.timers import drop_timer
 
 INTERVAL = 2.         # s between scans (an instance that dials this one
                       # unknown makes it scan at once)
@@ -147,7 +147,7 @@ class Probe:
                 self._finish(result, None)
         try:
             self.link.request('router/info', {}, on_reply, PROBE_TIMEOUT)
-        except LinkError as e:
+        except rpc.NotSent as e:
             self._finish(None, str(e))
 
     def link_down(self, reason):

@@ -12,7 +12,6 @@
 import logging
 from ..link.sansio import framing, rpc
 from ..peer.sansio import trust
-from ..peer.peer import PeerError
 
 ENDPOINT = 'router/mesh'
 LINK_ENDPOINT = 'router/mesh/link'
@@ -93,7 +92,7 @@ class Neighbors:
                 'remote_method': link_method(self.peers.own_name),
                 'response_template': {'router': 'mesh'}}, on_reply)
             peer.request(LINK_ENDPOINT, {}, on_reply)
-        except PeerError as e:
+        except rpc.NotSent as e:
             logging.info("router: no way back from '%s': %s", peer.name, e)
 
     def check(self, now):
@@ -144,7 +143,7 @@ class Neighbors:
                 peer.request(ENDPOINT, params, on_reply, HOP_TIMEOUT,
                              inline=True)
                 self._unanswered[name] = self._unanswered.get(name, 0) + 1
-            except PeerError as e:
+            except rpc.NotSent as e:
                 logging.info("router: mesh message to '%s' not sent: %s",
                              name, e)
             return
@@ -214,6 +213,6 @@ class Neighbors:
             try:
                 peer.request(ACK_ENDPOINT, {'ack': ack},
                              lambda result, error: None)
-            except PeerError:
+            except rpc.NotSent:
                 pass
         self.on_message(peer.name, msg if isinstance(msg, dict) else {})

@@ -7,7 +7,7 @@
 import collections, logging, os
 from ..common.gcode_text import command_line
 from ..common.timers import drop_timer, next_due
-from ..link.link import Link, LinkError
+from ..link.link import Link
 from ..link.sansio import rpc
 from ..link.sansio.backoff import Backoff
 from ..link.transport import UnixTransport
@@ -40,10 +40,6 @@ def _transport(reactor, options):
                                   options.reconnect_max_delay)
     return UnixTransport(reactor, options.socket, None,
                          options.reconnect_delay, options.reconnect_max_delay)
-
-
-class PeerError(Exception):
-    """A request could not be sent to the peer; the text says why."""
 
 
 # What a peer asks of the rest of this instance: its name, the runner
@@ -197,7 +193,7 @@ class PeerLink:
         try:
             self.link.request(send.method, send.params, on_reply,
                               send.timeout, send.priority, send.inline)
-        except LinkError as e:
+        except rpc.NotSent as e:
             logging.info("router: %s: %s not sent: %s", self.name,
                          send.method, e)
             self._run(send.on_reply(None, rpc.Error(str(e), rpc.LOCAL)))
@@ -238,7 +234,7 @@ class PeerLink:
                 link.close("handing over: %s" % (why,))
         try:
             link.request('info', {}, on_reply, session.PING_TIMEOUT)
-        except LinkError:
+        except rpc.NotSent:
             link.close("handing over: %s" % (why,))
 
     def _deliver(self, deliver):
@@ -289,14 +285,11 @@ class Peer(PeerLink):
         """callback(result, error) runs once, from a reactor callback."""
         if timeout is None:
             timeout = self.request_timeout
-        try:
-            return self.link.request(method, params, callback, timeout,
-                                     inline=inline)
-        except LinkError as e:
-            raise PeerError(str(e))
+        return self.link.request(method, params, callback, timeout,
+                                 inline=inline)
 
     def check_ready(self, script=None):
-        """Raises PeerError saying why G-code cannot go to the peer now."""
+        """Raises rpc.NotSent saying why G-code cannot go to the peer now."""
         if self.session.phase is session.Phase.READY:
             return
         words = (script or '').split()[:1]
@@ -304,12 +297,12 @@ class Peer(PeerLink):
             self.link.last_error,
             restart=bool(words) and words[0].upper() in NOT_READY_COMMANDS)
         if why is not None:
-            raise PeerError(why)
+            raise rpc.NotSent(why)
 
     def run_script(self, script, callback, timeout=None, inline=False):
         self.check_ready(script)
         if not self.session.permits('gcode'):
-            raise PeerError(self.refusal('gcode'))
+            raise rpc.NotSent(self.refusal('gcode'))
         # A peer with the module checks its allow option on router/gcode
         method = 'router/gcode' if self.session.has_module else 'gcode/script'
         return self.request(method, {'script': script}, callback, timeout,
@@ -320,7 +313,7 @@ class Peer(PeerLink):
         try:
             self.run_script(line, self.runner.reporter(
                 "%s on '%s'" % (what, self.name), self.name))
-        except PeerError as e:
+        except rpc.NotSent as e:
             logging.info("router: %s not run on '%s': %s", what, self.name,
                          e)
 

@@ -30,8 +30,10 @@ class Error(str):
         return self
 
 
-class Refused(Exception):
-    """A request that cannot be taken (not sent at all)."""
+class NotSent(Exception):
+    """A request that was not sent at all; the text says why. Raised by
+    every layer (the tracker, the link, the peer) as it is: the caller
+    reports it with what it was sending and to whom."""
 
 
 class RequestTracker:
@@ -60,18 +62,18 @@ class RequestTracker:
 
     def add(self, method, params, callback, deadline, buffered,
             priority=False, inline=False):
-        """Returns (id, frame to write now or None). Raises Refused.
+        """Returns (id, frame to write now or None). Raises NotSent.
         buffered: bytes written and not yet sent. Priority requests
         (handshake, keepalive) never wait behind others. inline: the
         reply's callback may run in the fd callback (see resolve)."""
         if not priority and len(self._waiting) >= self.max_waiting:
-            raise Refused("%d requests already waiting for this peer"
+            raise NotSent("%d requests already waiting for this peer"
                           % (len(self._waiting),))
         req_id = self._next_id
         try:
             frame = framing.encode_request(req_id, method, params)
         except (TypeError, ValueError) as e:
-            raise Refused("cannot encode message: %s" % (e,))
+            raise NotSent("cannot encode message: %s" % (e,))
         self._check_budget(buffered, len(frame))
         self._next_id += 1
         self._pending[req_id] = (callback, deadline, inline)
@@ -87,7 +89,7 @@ class RequestTracker:
     def _check_budget(self, buffered, size):
         queued = buffered + self._waiting_bytes
         if queued + size > self.budget:
-            raise Refused("send buffer full (%d bytes): the peer is not"
+            raise NotSent("send buffer full (%d bytes): the peer is not"
                           " reading its socket" % (queued,))
 
     def pump(self, buffered):
