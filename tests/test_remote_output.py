@@ -144,6 +144,24 @@ def test_unknown_command_fails_a_waiting_call(trio, peer):
     main.gcode(script(peer, 'M118 fine'))
 
 
+@pytest.mark.parametrize('peer', PEERS)
+def test_peers_error_line_shows_as_information(trio, peer):
+    """The peer's own '!!' line is shown behind '// [peer] ': the one
+    '!!' here is this command's answer."""
+    main = trio['main']
+    n = len(main.client.output)
+    with pytest.raises(ApiError) as e:
+        main.gcode(script(peer, 'FAIL'))
+    assert 'deliberate failure' in str(e.value)
+    got = console_since(main, n)
+    assert got[-1].startswith("!! ROUTER_GCODE_SCRIPT on '%s' failed: "
+                              % (peer,)), got
+    assert got[:-1] and all(l.startswith('// [%s] ' % (peer,))
+                            for l in got[:-1]), got
+    assert [l for l in got if l.startswith('// [%s] !! ' % (peer,))
+            and 'deliberate failure' in l], got
+
+
 def test_unknown_command_deep_in_a_peers_macro_fails_after_it_ran(trio):
     main, afc = trio['main'], trio['afc']
     with pytest.raises(ApiError) as e:
