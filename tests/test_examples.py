@@ -92,9 +92,17 @@ def test_main_and_led_single_file(mesh):
     mesh.start('main')
     mesh.wait_links()
     main.gcode("PRINT_START")
-    main.gcode("PRINT_END")
-    # SET_LED is unknown here (no LED): Klipper prints that, no error
+    # SET_LED is unknown here (no LED): Klipper only prints that, the
+    # router makes it a failure (reported later for WAIT=0, an error for
+    # PRINT_END's WAIT=1, which shows led's line first)
     led.client.wait_output(lambda l: 'SET_LED' in l)
+    main.client.wait_output(lambda l: l == (
+        "// Router: script on 'led' failed: Unknown command:\"SET_LED\""))
+    with pytest.raises(ApiError) as e:
+        main.gcode("PRINT_END")
+    assert 'Unknown command:"SET_LED"' in str(e.value)
+    main.client.wait_output(
+        lambda l: l == '// [led] Unknown command:"SET_LED"')
     main.kill()
     time.sleep(.5)
     assert led.state() == 'ready'

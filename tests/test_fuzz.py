@@ -55,10 +55,11 @@ HOSTILE = [
 ALPHABET = ('abcxyzABCXYZ019_-.:/|,=;#*"\' \t\r{}[]()%$&!?<>~`^@'
             '\x00\x01\x1b\x7f\u00e9\u2713\u4e2d\U0001f642\u202e\ufeff')
 KEYS = ['TARGET', 'SCRIPT', 'WAIT', 'TIMEOUT', 'OBJECTS', 'CALLBACK',
-        'EVENT', 'GCODE', 'CONTEXT']
+        'EVENT', 'GCODE', 'CONTEXT', 'IF_READY']
 COMMAND_KEYS = {
     'ROUTER_PRINTERS_LIST': [],
-    'ROUTER_GCODE_SCRIPT': ['TARGET', 'SCRIPT', 'WAIT', 'TIMEOUT'],
+    'ROUTER_GCODE_SCRIPT': ['TARGET', 'SCRIPT', 'WAIT', 'TIMEOUT',
+                            'IF_READY'],
     'ROUTER_OBJECTS_LIST': ['TARGET', 'TIMEOUT'],
     'ROUTER_OBJECTS_QUERY': ['TARGET', 'OBJECTS', 'TIMEOUT'],
     'ROUTER_OBJECTS_SUBSCRIBE': ['TARGET', 'OBJECTS', 'CALLBACK'],
@@ -92,7 +93,7 @@ METHOD_KEYS = {
                     'skip', 'hops', 'to', 'cards'],
     'router/mesh/link': ['name'],
     'router/mesh/ack': ['ack'],
-    'router/gcode': ['script'],
+    'router/gcode': ['script', 'output'],
     'router/info': ['name'],
 }
 
@@ -124,6 +125,7 @@ class RandomDraw:
 VALID = {
     'SCRIPT': SAFE_SCRIPTS,
     'WAIT': ['0', '1'],
+    'IF_READY': ['0', '1'],
     'TIMEOUT': ['0.5', '5', '30', '0.001'],
     'OBJECTS': ['print_stats', 'print_stats:state', 'toolhead,webhooks:state',
                 'gcode_macro FUZZ_CB', 'webhooks:state|state_message'],

@@ -263,6 +263,22 @@ def test_served_klipper_without_the_module(hosts):
         lambda l: "'main' does not accept query from 'plain'" in l, 5.)
 
 
+@pytest.mark.parametrize('peer', ['afc', 'plain'])
+def test_script_output_and_unknown_command_over_moonraker(hosts, peer):
+    """What a WAIT=1 script prints on a far instance comes back through
+    its Moonraker's /klippysocket (pushed by its router, or its Klipper's
+    own console feed), and an unknown command there fails the call."""
+    main = hosts['main']
+    n = len(main.client.output)
+    main.gcode('ROUTER_GCODE_SCRIPT TARGET=%s WAIT=1 SCRIPT="M118 far'
+               ' away"' % (peer,))
+    assert main.client.output[n:] == ['// [%s] echo: far away' % (peer,)]
+    with pytest.raises(ApiError) as e:
+        main.gcode('ROUTER_GCODE_SCRIPT TARGET=%s WAIT=1 SCRIPT=NO_SUCH_CMD'
+                   % (peer,))
+    assert 'Unknown command:"NO_SUCH_CMD"' in str(e.value)
+
+
 def test_bridge_client_without_key_or_with_a_false_name(hosts):
     mr = hosts.mr['main']
     with pytest.raises(wsclient.Refused) as e:

@@ -128,6 +128,21 @@ def test_handshake_with_a_plain_klipper_serves_it_and_reads_its_macros():
     assert not d.of(Serve)
 
 
+@pytest.mark.parametrize('version, want', [
+    (session.CLIENT_VERSION, True), ('0.4.0', True), ('1.0', True),
+    ('0.3.0', False), ('0.2.0', False), (None, False), ('x', False)])
+def test_scripts_output_is_pushed_by_module_peers_from_0_4(version, want):
+    """Older ones get Klipper's own gcode/subscribe_output instead."""
+    d = Driver()
+    d.take(d.s.connected())
+    d.answer('info', READY_INFO)
+    d.answer('router/info', {'name': 'led', 'version': version})
+    assert d.s.has_module and d.s.script_output is want
+    d = Driver()
+    d.handshake(module=False)
+    assert not d.s.script_output
+
+
 def test_own_link_serves_and_does_not_subscribe_or_ping():
     d = Driver(is_self=True)
     d.take(d.s.connected())

@@ -100,7 +100,8 @@ class Router:
             ready_changed=self.peer_ready_changed,
             changed=self.mesh_changed,
             pushes={'call': self.bridge.handle_push,
-                    'mesh': self._neighbors.handle_push},
+                    'mesh': self._neighbors.handle_push,
+                    'output': Peer.take_output},
             run_line_on=self.run_line_on, left_alone=self.leave_alone,
             serve_own=self.bridge.serve, link_reset=self.election.forget)
 

@@ -92,7 +92,7 @@ class RouterCommands(CommandBase):
 
     cmd_ROUTER_GCODE_SCRIPT_help = (
         "Run G-code on another instance: TARGET=<peer> SCRIPT=<gcode>"
-        " [WAIT=0|1] [TIMEOUT=<s>]")
+        " [WAIT=0|1] [TIMEOUT=<s>] [IF_READY=0|1]")
     def cmd_ROUTER_GCODE_SCRIPT(self, gcmd):
         target = gcmd.get('TARGET')
         peer = self.peers.lookup(target)
@@ -100,16 +100,9 @@ class RouterCommands(CommandBase):
                                     == self.peers.own_name)
         if peer is None and not is_self:
             peer = self._target(gcmd)   # says why
-        # One command line, sent as it is: no escape in it can become a
-        # line break, so text a macro put into SCRIPT is never a second
-        # command. Several commands are several ROUTER_GCODE_SCRIPT lines.
-        script = gcmd.get('SCRIPT')
-        if not script.strip():
-            raise gcmd.error("SCRIPT is empty")
-        if gcode_text.has_control(script):
-            raise gcmd.error("SCRIPT holds a control character; give one"
-                             " command per ROUTER_GCODE_SCRIPT")
+        script = self._script(gcmd)
         wait = gcmd.get_int('WAIT', 0, minval=0, maxval=1)
+        if_ready = gcmd.get_int('IF_READY', 0, minval=0, maxval=1)
         if is_self:
             # Symmetric configs may name this instance as a target
             if wait:
@@ -121,22 +114,48 @@ class RouterCommands(CommandBase):
         timeout = self._timeout(gcmd, peer.request_timeout)
         if not wait:
             self._send_script(gcmd, peer, script, self.runner.reporter(
-                "script on '%s'" % (peer.name,), peer.name), timeout)
+                "script on '%s'" % (peer.name,), peer.name), timeout,
+                if_ready)
             return
+        def show(line):
+            # What the script prints there, as it arrives: one line here
+            # per line there, marked with the peer's name
+            gcmd.respond_info("[%s] %s" % (peer.name, line), log=False)
         def send(callback):
-            self._send_script(gcmd, peer, script, callback, timeout,
-                              inline=True)
+            if not self._send_script(gcmd, peer, script, callback, timeout,
+                                     if_ready, inline=True, show=show):
+                callback(None, None)    # skipped: nothing to wait for
         self._wait(gcmd, peer, send, timeout, 'ROUTER_GCODE_SCRIPT',
                    " (the script may still run there)")
 
-    def _send_script(self, gcmd, peer, script, callback, timeout,
-                     inline=False):
-        try:
-            peer.run_script(script, callback, timeout, inline)
-        except rpc.NotSent as e:
-            raise gcmd.error("ROUTER_GCODE_SCRIPT: peer '%s' cannot take"
-                             " G-code now: %s" % (peer.name, e))
+    def _script(self, gcmd):
+        # One command line, sent as it is: no escape in it can become a
+        # line break, so text a macro put into SCRIPT is never a second
+        # command. Several commands are several ROUTER_GCODE_SCRIPT lines.
+        script = gcmd.get('SCRIPT')
+        if not script.strip():
+            raise gcmd.error("SCRIPT is empty")
+        if gcode_text.has_control(script):
+            raise gcmd.error("SCRIPT holds a control character; give one"
+                             " command per ROUTER_GCODE_SCRIPT")
+        return script
 
+    def _send_script(self, gcmd, peer, script, callback, timeout, if_ready,
+                     inline=False, show=None):
+        """True once sent. A peer that cannot take it is an error, or with
+        IF_READY=1 one '//' line and False (the calling macro goes on)."""
+        try:
+            peer.run_script(script, callback, timeout, inline, watch=True,
+                            show=show)
+        except rpc.NotSent as e:
+            if not if_ready:
+                raise gcmd.error("ROUTER_GCODE_SCRIPT: peer '%s' cannot take"
+                                 " G-code now: %s" % (peer.name, e))
+            gcmd.respond_info(
+                "ROUTER_GCODE_SCRIPT: script skipped, '%s' cannot take G-code"
+                " now: %s" % (peer.name, gcode_text.clean_text(e)))
+            return False
+        return True
 
 
 def duration(seconds):

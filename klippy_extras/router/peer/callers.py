@@ -6,6 +6,7 @@
 # This file may be distributed under the terms of the GNU GPLv3 license.
 import weakref
 from ..common import gcode_text
+from .output import ScriptOutput, pusher
 from .sansio import trust
 from .sansio.session import CLIENT_VERSION
 
@@ -15,7 +16,7 @@ class Callers:
         self.peers = peers
         self.mesh = mesh
         self.allow_unlisted = allow_unlisted
-        self.gcode = printer.lookup_object('gcode')
+        self.scripts = ScriptOutput(printer.lookup_object('gcode'))
         # An instance this one does not know named itself (discovery looks)
         self.on_stranger = None
         # API connection -> the instance name its router gave in router/info
@@ -107,6 +108,18 @@ class Callers:
                           'allow': sorted(who.allow)})
 
     def _handle_gcode(self, web_request):
-        # G-code from a peer's router: gcode/script, with its permission
+        # G-code from a peer's router: gcode/script, with its permission;
+        # what it prints is pushed back while it runs if the caller gives
+        # a call number (output), and an unknown command is an error
         self.check(web_request, 'gcode')
-        self.gcode.run_script(web_request.get_str('script'))
+        script = web_request.get_str('script')
+        call = web_request.get('output', None)
+        if call is not None and (not isinstance(call, int)
+                                 or isinstance(call, bool)):
+            raise web_request.error("router/gcode: output must be an"
+                                    " integer")
+        send = (None if call is None else
+                pusher(web_request.get_client_connection(), call))
+        unknown = self.scripts.run(script, send)
+        if unknown is not None:
+            raise web_request.error(unknown)

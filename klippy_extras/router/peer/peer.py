@@ -13,6 +13,7 @@ from ..link.sansio.backoff import Backoff
 from ..link.transport import UnixTransport
 from ..link.ws_transport import WebSocketTransport
 from .sansio import identity, session
+from .sansio.output import Watches
 from .sansio.subscriptions import callback_params
 
 # What a peer that is connected but not ready still takes as G-code
@@ -80,6 +81,7 @@ class PeerLink:
             options.name, hooks.own_name, reactor.monotonic, is_self,
             options.serve, options.module_required)
         self.subs = self.session.subs
+        self.watches = Watches()            # scripts whose output is shown
         self.link = _own_link(reactor, options, self, link)
         # What identifies the instance across the mesh: its socket's real
         # path, or the URL of its Moonraker bridge
@@ -151,6 +153,7 @@ class PeerLink:
     def link_up(self):
         self.wants_serve = False
         self.hooks.link_reset(self)
+        self.watches.connection_changed()
         self._run(self.session.connected())
 
     def link_down(self, reason):
@@ -299,14 +302,66 @@ class Peer(PeerLink):
         if why is not None:
             raise rpc.NotSent(why)
 
-    def run_script(self, script, callback, timeout=None, inline=False):
+    def run_script(self, script, callback, timeout=None, inline=False,
+                   watch=False, show=None):
+        """watch: a command the peer's Klipper does not know fails the
+        script (Klipper itself only prints 'Unknown command'); show(line),
+        if given, gets each line the script prints there as it arrives
+        (cleaned and bounded: sansio/output.py)."""
         self.check_ready(script)
         if not self.session.permits('gcode'):
             raise rpc.NotSent(self.refusal('gcode'))
         # A peer with the module checks its allow option on router/gcode
         method = 'router/gcode' if self.session.has_module else 'gcode/script'
+        tagged = self.session.script_output
+        if watch and (show is not None or not tagged):
+            return self._run_watched(method, script, callback, timeout,
+                                     inline, show)
+        # (router/gcode of 0.4 and later fails an unknown command itself)
         return self.request(method, {'script': script}, callback, timeout,
                             inline)
+
+    def _run_watched(self, method, script, callback, timeout, inline, show):
+        tagged = self.session.script_output
+        if not tagged:
+            self._subscribe_output()
+        call, watch = self.watches.open(show, tagged)
+        params = {'script': script}
+        if tagged:
+            params['output'] = call   # its lines come back with this tag
+        def on_reply(result, error):
+            self.watches.close(call)
+            if error is None and watch.unknown is not None:
+                error = rpc.Error(watch.unknown)
+            callback(result, error)
+        try:
+            return self.request(method, params, on_reply, timeout, inline)
+        except rpc.NotSent:
+            self.watches.close(call)
+            raise
+
+    def _subscribe_output(self):
+        """A Klipper without the module (or with an older one) pushes its
+        whole console once asked, to the end of the connection (Klipper
+        has no unsubscribe): asked at the first watched script, so a peer
+        never sent one costs nothing."""
+        if self.watches.subscribed:
+            return
+        def on_reply(result, error):
+            if error is not None and error.kind != rpc.LOST:
+                logging.info("router: %s: gcode/subscribe_output failed:"
+                             " %s", self.name, error)
+                self.watches.subscribed = False
+        self.request('gcode/subscribe_output',
+                     {'response_template': {'router': 'output'}}, on_reply)
+        self.watches.subscribed = True
+
+    def take_output(self, msg):
+        """An output push (PeerHooks.pushes['output']): its lines go to
+        the script waiting for them, if any."""
+        watch, lines = self.watches.take(msg.get('params'))
+        for line in lines:
+            watch.show(line)
 
     def run_line(self, line, what):
         """Fire and forget, errors reported here."""

@@ -20,7 +20,7 @@ PING_TIMEOUT = 5.        # unanswered this long: the peer is unresponsive
 HANDSHAKE_TIMEOUT = 10.
 KLIPPER_STATES = ('startup', 'ready', 'error', 'shutdown')
 STATUS_TEMPLATE = {'router': 'status'}
-CLIENT_VERSION = "0.3.0"
+CLIENT_VERSION = "0.4.0"
 
 class Phase(enum.Enum):
     """The phases of one connection, in the order it goes through them;
@@ -190,6 +190,9 @@ class PeerSession(Readiness):
         self.remote_known = True      # does it list this instance?
         self.remote_macros = frozenset()
         self.fast_follow = False      # it takes router/subscribe
+        # Its router/gcode pushes what a script prints and fails on an
+        # unknown command (0.4 and later)
+        self.script_output = False
         self.app = ''
         self.info = None              # its info reply: who it says it is
         self._sub_seq = 0
@@ -287,8 +290,9 @@ class PeerSession(Readiness):
             return self._without_module(error)
         self.has_module = has_module
         self.remote_allow, self.remote_known = None, True
-        self.fast_follow = self.has_module and _version(
-            result.get('version')) >= (0, 3)
+        version = _version(result.get('version')) if has_module else ()
+        self.fast_follow = version >= (0, 3)
+        self.script_output = version >= (0, 4)
         actions = []
         if self.has_module:
             self._learn_allow(result)
