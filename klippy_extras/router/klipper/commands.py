@@ -9,7 +9,8 @@ from ..common import gcode_text
 from ..link.sansio import rpc
 from ..peer.sansio.session import Phase
 from ..link.link import wait_reply
-from ..peer.peer import PeerError
+from ..peer.peer import PeerError, PeerRefused
+from ..peer.sansio.subscriptions import close_name
 
 
 class CommandBase:
@@ -28,10 +29,19 @@ class CommandBase:
         target = gcmd.get('TARGET')
         peer = self.peers.lookup(target)
         if peer is None:
-            known = ', '.join(sorted(self.peers)) or 'none configured'
-            raise gcmd.error("Unknown TARGET '%s' (peers: %s)"
-                             % (target, known))
+            raise gcmd.error(self._unknown_target(target))
         return peer
+
+    def _unknown_target(self, target):
+        known = ', '.join(sorted(self.peers)) or 'none configured'
+        text = "Unknown TARGET '%s' (peers: %s)" % (target, known)
+        name = target.strip().lower()
+        if name in self.status.mesh_only_names():
+            return text + (": '%s' is known from the mesh only (events"
+                           " reach it; a TARGET needs [router %s])"
+                           % (name, name))
+        close = close_name(name, list(self.peers) + [self.peers.own_name])
+        return text + (": did you mean %s?" % (close,) if close else "")
 
     def _timeout(self, gcmd, default):
         text = gcmd.get('TIMEOUT', None)
@@ -136,6 +146,9 @@ class RouterCommands(CommandBase):
                      inline=False):
         try:
             peer.run_script(script, callback, timeout, inline)
+        except PeerRefused as e:
+            # A setting of the peer: no use trying again
+            raise gcmd.error("ROUTER_GCODE_SCRIPT: %s" % (e,))
         except PeerError as e:
             raise gcmd.error("ROUTER_GCODE_SCRIPT: peer '%s' cannot take"
                              " G-code now: %s" % (peer.name, e))
@@ -167,6 +180,8 @@ def describe_link(peer, now):
         text += ", module" if s.has_module else ", no module"
     elif peer.link.last_error:
         text += ": %s" % (peer.link.last_error,)
+    if s.missing:
+        text += "; it has no %s" % (s.missing,)
     return text
 
 
