@@ -117,10 +117,22 @@ def find_missing(objects, listed, full):
 
 
 def close_name(word, names):
-    """The name of names closest to a mistyped word, or None."""
-    close = difflib.get_close_matches(word, [n for n in names
-                                             if isinstance(n, str)], 1)
-    return close[0] if close else None
+    """The name of names closest to a mistyped word, or None. An object
+    'kind name' is compared by its name among those of its kind when
+    there are some ('gcode_macro LATER' is not 'gcode_macro MARK')."""
+    kind, _, rest = word.partition(' ')
+    by_text = {}
+    for n in names:
+        if isinstance(n, str):
+            by_text.setdefault(n.lower(), n)
+    if rest:
+        same = {n.partition(' ')[2]: real for n, real in by_text.items()
+                if n.partition(' ')[0] == kind.lower() and ' ' in n}
+        if same:
+            close = difflib.get_close_matches(rest.lower(), list(same), 1)
+            return same[close[0]] if close else None
+    close = difflib.get_close_matches(word.lower(), list(by_text), 1)
+    return by_text[close[0]] if close else None
 
 
 def format_missing(missing):
