@@ -15,7 +15,7 @@ MODULE = os.path.join(ROOT, 'klippy_extras', 'router')
 LAYERS = ('common', 'link', 'peer', 'mesh', 'klipper')
 TOP = ('__init__.py', 'router.py', os.path.join('klipper', 'sections.py'))
 # What sansio/ may import besides other sansio/ modules
-SANSIO_STDLIB = {'collections', 'hashlib', 'json', 're', 'shlex', 'math',
+SANSIO_STDLIB = {'collections', 'difflib', 'hashlib', 'json', 're', 'shlex', 'math',
                  'heapq', 'binascii', 'ssl', 'random', 'enum',
                  'wsproto'}   # the websocket protocol, itself without I/O
 # Klipper's entry points, which only Klipper calls (vulture cannot know)

@@ -161,7 +161,7 @@ def test_down_instances_are_skipped_and_reported_then_reached(mesh):
                == 'not reached', 5.)
     main.gcode("ROUTER_EVENT_TRIGGER EVENT=filament_loaded LANE=5")
     line = out.wait_output(lambda l: "did not reach" in l)
-    assert 'led (disconnected' in line and 'afc' not in line
+    assert 'led (not connected (' in line and 'afc' not in line
     wait_until(lambda: len(lines(mesh['afc'], 'CFG')) == 2, 5.)
     # led comes back; RESTARTs of every instance; still exactly once
     led.start().wait_ready()

@@ -294,8 +294,9 @@ def test_if_ready_skips_a_peer_that_cannot_take_gcode(mesh):
     assert main.macro_vars('MARK')['value'] == 3
     line = main.client.wait_output(lambda l: 'script skipped' in l, 5.)
     assert line.startswith("// ROUTER_GCODE_SCRIPT: script skipped, 'afc'"
-                           " cannot take G-code now: 'afc' does not accept"
-                           " gcode"), line
+                           " does not accept gcode from 'main': its"
+                           " [router main] allow: does not include gcode"
+                           ), line
     # Killed: down, not connected
     led.kill()
     wait_until(lambda: not main.router_status()['peers']['led']['ready'],

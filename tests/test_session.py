@@ -346,3 +346,117 @@ def test_subscriptions_changed_waits_for_the_session():
     assert d.s.subscriptions_changed() == []
     d.take(d.s.connected())
     assert d.s.subscriptions_changed() == []
+
+
+LISTED = {'objects': ['webhooks', 'print_stats', 'toolhead',
+                      'gcode_macro EMPTY']}
+
+
+def test_what_the_peer_lacks_is_asked_again_then_reported_once():
+    """Klipper answers {} for an unknown object and None for an unknown
+    field, as for an object without values and a None value: the session
+    asks objects/list and objects/query before it reports, once per
+    connection, and clears it when the peer has them."""
+    d = Driver()
+    cfg = Subscription('CB', {'print_stat': ['state'],
+                              'print_stats': ['stat', 'state'],
+                              'gcode_macro EMPTY': None}, from_config=True)
+    d.s.subs.add(cfg)
+    d.handshake(status={'print_stat': {'state': None},
+                        'print_stats': {'stat': None, 'state': 'standby'},
+                        'gcode_macro EMPTY': {}})
+    assert d.of(Report) == []
+    d.answer('objects/list', LISTED)
+    # Only the object with a field answered None is queried, whole
+    [query] = d.pending('objects/query')
+    assert query.params == {'objects': {'print_stats': None}}
+    d.answer('objects/query', {'status': {'print_stats': {
+        'state': 'standby', 'filename': ''}}})
+    want = ("object print_stat (did you mean print_stats?), field"
+            " print_stats:stat (did you mean state?)")
+    assert d.s.missing == want
+    [report] = d.of(Report)
+    assert report.text == ("'led' has no %s: no value comes for them"
+                           " (followed by subscribe: of [router led])"
+                           % (want,))
+    # A new subscription reply on the same connection: asked again, not
+    # reported again
+    d.take(d.s.subscriptions_changed())
+    d.answer('objects/subscribe', {'status': {
+        'print_stat': {'state': None}, 'gcode_macro EMPTY': {},
+        'print_stats': {'stat': None, 'state': 'standby'}}})
+    d.answer('objects/list', LISTED)
+    d.answer('objects/query', {'status': {'print_stats': {'state': 'x'}}})
+    assert len(d.of(Report)) == 1 and d.s.missing == want
+    # The next connection reports it again; a peer that has them clears it
+    d.s.closed('gone')
+    assert d.s.missing == want      # kept while down
+    d.actions.clear()
+    d.handshake(status={'print_stat': {'state': None},
+                        'print_stats': {'stat': None, 'state': 'standby'},
+                        'gcode_macro EMPTY': {}})
+    d.answer('objects/list', LISTED)
+    d.answer('objects/query', {'status': {'print_stats': {'state': 'x'}}})
+    assert len(d.of(Report)) == 1
+    d.s.closed('restarting with the objects')
+    d.actions.clear()
+    d.handshake(status={'print_stat': {'state': 'on'},
+                        'print_stats': {'stat': 1, 'state': 'standby'},
+                        'gcode_macro EMPTY': {}})
+    d.answer('objects/list', {'objects': LISTED['objects'] + [
+        'print_stat']})
+    assert d.pending('objects/query') == [] and d.s.missing == ''
+    assert d.of(Report) == []
+
+
+def test_objects_are_checked_once_the_peer_is_ready():
+    d = Driver()
+    d.s.subs.add(Subscription('', {'toolhed': None}))
+    d.take(d.s.connected())
+    d.answer('info', dict(READY_INFO, state='startup'))
+    d.answer('router/info', {'name': 'led', 'version': '0.3.0'})
+    d.answer('router/subscribe', {'status': {
+        'toolhed': {}, 'webhooks': {'state': 'startup'}}})
+    assert d.pending('objects/list') == []    # its objects may still come
+    d.take(d.s.push({'router': 'status', 'params': {'status': {
+        'webhooks': {'state': 'ready'}}}}))
+    d.answer('objects/list', LISTED)
+    assert d.s.missing == 'object toolhed (did you mean toolhead?)'
+    [report] = d.of(Report)
+    assert "(followed by ROUTER_OBJECTS_SUBSCRIBE without CALLBACK)" in (
+        report.text)
+    # Nothing suspect: nothing asked
+    d.s.subs.remove(('', ''))
+    d.take(d.s.subscriptions_changed())
+    d.answer('router/subscribe', {'status': {'webhooks': {
+        'state': 'ready'}}})
+    assert d.pending('objects/list') == [] and d.s.missing == ''
+
+
+def test_a_refusal_names_the_option_and_a_halted_peer_its_state():
+    d = Driver()
+    d.take(d.s.connected())
+    d.answer('info', READY_INFO)
+    d.answer('router/info', {'name': 'led', 'allow': ['query'],
+                             'known': True,
+                             'where': '[router] allow_unlisted:'})
+    assert d.s.refusal('gcode') == (
+        "'led' does not accept gcode from 'main': its [router]"
+        " allow_unlisted: does not include gcode")
+    d.s.closed('x')
+    d.take(d.s.connected())
+    d.answer('info', READY_INFO)
+    d.answer('router/info', {'name': 'led', 'allow': [], 'known': True})
+    assert d.s.refusal('query') == (
+        "'led' does not accept query from 'main': its [router main] allow:"
+        " does not include query")
+    # Its own config halted it before it read [router main]
+    d.s.closed('x')
+    d.take(d.s.connected())
+    d.answer('info', {'state': 'error', 'state_message':
+                      "Option 'allow' in section 'router main': bad\n\nx"})
+    d.answer('router/info', {'name': 'led', 'allow': [], 'known': False})
+    assert d.s.refusal('subscribe') == (
+        "'led' is halted (Klipper state 'error': Option 'allow' in section"
+        " 'router main': bad): it takes no subscribe from 'main' in that"
+        " state; once fixed and restarted it must list [router main]")

@@ -70,6 +70,18 @@ def test_routes_in_a_chain_and_a_ring():
     assert ring.routes() == {'b': 'b', 'c': 'b', 'e': 'e', 'd': 'e'}
 
 
+def test_routes_avoiding_neighbors_that_refuse():
+    # a-b-c-d and a-e-d: without b as first hop, c is reached through e
+    # and d (and b itself, which e's side may pass on to)
+    ring = view_of('a', [('a', 'b'), ('b', 'c'), ('c', 'd'), ('a', 'e'),
+                         ('e', 'd')])
+    assert ring.routes_avoiding({'b'}) == {'e': 'e', 'd': 'e', 'c': 'e',
+                                           'b': 'e'}
+    chain = view_of('a', [('a', 'b'), ('b', 'c')])
+    assert chain.routes_avoiding({'b'}) == {}
+    assert chain.routes() == {'b': 'b', 'c': 'b'}    # not changed
+
+
 def test_a_dead_instance_is_unreachable_though_its_last_card_lists_links():
     view = view_of('a', [('a', 'b'), ('b', 'c')])
     # c died: b's new card no longer lists it, c's old card still lists b

@@ -14,6 +14,10 @@ def frame(obj):
 
 
 WEBHOOKS = {'state': 'ready', 'state_message': 'Printer is ready'}
+# Its objects and their values, as a sane Klipper answers them (a router
+# asks objects/list when a followed object answers no value)
+STATUS = {'webhooks': WEBHOOKS, 'print_stats': {'state': 'standby'},
+          'toolhead': {'homed_axes': ''}, 'gcode_macro FAKE': {}}
 
 
 def default_result(method, params):
@@ -27,10 +31,10 @@ def default_result(method, params):
     if method in ('objects/subscribe', 'objects/query'):
         objects = params.get('objects') or {}
         return {'eventtime': time.monotonic(),
-                'status': {name: (dict(WEBHOOKS) if name == 'webhooks'
-                                  else {}) for name in objects}}
+                'status': {name: dict(STATUS.get(name, {}))
+                           for name in objects}}
     if method == 'objects/list':
-        return {'objects': ['webhooks', 'print_stats', 'gcode_macro FAKE']}
+        return {'objects': list(STATUS)}
     if method == 'router/event/deliver':
         return {'handlers': 0}
     if method in ('gcode/script', 'register_remote_method') \

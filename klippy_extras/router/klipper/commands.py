@@ -9,6 +9,8 @@ from ..common import gcode_text
 from ..link.sansio import rpc
 from ..peer.sansio.session import Phase
 from ..link.link import wait_reply
+from ..peer.peer import PeerRefused
+from ..peer.sansio.subscriptions import close_name
 
 
 class CommandBase:
@@ -27,10 +29,19 @@ class CommandBase:
         target = gcmd.get('TARGET')
         peer = self.peers.lookup(target)
         if peer is None:
-            known = ', '.join(sorted(self.peers)) or 'none configured'
-            raise gcmd.error("Unknown TARGET '%s' (peers: %s)"
-                             % (target, known))
+            raise gcmd.error(self._unknown_target(target))
         return peer
+
+    def _unknown_target(self, target):
+        known = ', '.join(sorted(self.peers)) or 'none configured'
+        text = "Unknown TARGET '%s' (peers: %s)" % (target, known)
+        name = target.strip().lower()
+        if name in self.status.mesh_only_names():
+            return text + (": '%s' is known from the mesh only (events"
+                           " reach it; a TARGET needs [router %s])"
+                           % (name, name))
+        close = close_name(name, list(self.peers) + [self.peers.own_name])
+        return text + (": did you mean %s?" % (close,) if close else "")
 
     def _timeout(self, gcmd, default):
         text = gcmd.get('TIMEOUT', None)
@@ -148,12 +159,15 @@ class RouterCommands(CommandBase):
             peer.run_script(script, callback, timeout, inline, watch=True,
                             show=show)
         except rpc.NotSent as e:
+            # A refusal is a setting of the peer: no use trying again
+            refused = isinstance(e, PeerRefused)
+            why = str(e) if refused else (
+                "'%s' cannot take G-code now: %s" % (peer.name, e))
             if not if_ready:
-                raise gcmd.error("ROUTER_GCODE_SCRIPT: peer '%s' cannot take"
-                                 " G-code now: %s" % (peer.name, e))
-            gcmd.respond_info(
-                "ROUTER_GCODE_SCRIPT: script skipped, '%s' cannot take G-code"
-                " now: %s" % (peer.name, gcode_text.clean_text(e)))
+                raise gcmd.error("ROUTER_GCODE_SCRIPT: %s%s" % (
+                    '' if refused else 'peer ', why))
+            gcmd.respond_info("ROUTER_GCODE_SCRIPT: script skipped, %s"
+                              % (gcode_text.clean_text(why),))
             return False
         return True
 
@@ -201,6 +215,8 @@ def describe_link(peer, now):
         text += ", module" if s.has_module else ", no module"
     elif peer.link.last_error:
         text += ": %s" % (peer.link.last_error,)
+    if s.missing:
+        text += "; it has no %s" % (s.missing,)
     return text
 
 

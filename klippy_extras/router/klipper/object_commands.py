@@ -24,12 +24,12 @@ class ObjectCommands(CommandBase):
                  self.cmd_ROUTER_OBJECTS_UNSUBSCRIBE,
                  self.cmd_ROUTER_OBJECTS_UNSUBSCRIBE_help))
 
-    def _query(self, gcmd, peer, method, params, what):
+    def _query(self, gcmd, peer, method, params, what, action='query'):
         if not peer.session.session_up:
             raise gcmd.error("%s: peer '%s' is %s" % (what, peer.name,
                                                       peer.describe()))
-        if not peer.permits('query'):
-            raise gcmd.error("%s: %s" % (what, peer.refusal('query')))
+        if not peer.permits(action):
+            raise gcmd.error("%s: %s" % (what, peer.refusal(action)))
         timeout = self._timeout(gcmd, peer.request_timeout)
         def send(callback):
             try:
@@ -105,17 +105,41 @@ class ObjectCommands(CommandBase):
         if not peer.permits('subscribe'):
             raise gcmd.error("ROUTER_OBJECTS_SUBSCRIBE: %s"
                              % (peer.refusal('subscribe'),))
+        if peer.ready:
+            self._check_present(gcmd, peer, objects)
         try:
             peer.subscribe(subscriptions.Subscription(callback, objects))
         except ValueError as e:
             raise gcmd.error("ROUTER_OBJECTS_SUBSCRIBE to '%s': %s"
                              " (subscribe/on_update of [router %s])"
                              % (peer.name, e, peer.name))
-        when = "" if peer.ready else " (from when '%s' is ready)" % (
-            peer.name,)
+        when = "" if peer.ready else (
+            " (from when '%s' is ready; what it lacks is reported then)"
+            % (peer.name,))
         gcmd.respond_info("Following %s on '%s'%s%s" % (
             subscriptions.format_objects(objects), peer.name,
             " with %s" % (callback,) if callback else "", when), log=False)
+
+    def _check_present(self, gcmd, peer, objects):
+        """Refuses what the peer does not have: Klipper would follow it
+        silently ({} for an object, None for a field). Klipper's own
+        objects/list and objects/query: what subscribe: also shows."""
+        what = 'ROUTER_OBJECTS_SUBSCRIBE'
+        names = self._query(gcmd, peer, 'objects/list', {}, what,
+                            'subscribe').get('objects')
+        if not isinstance(names, list):
+            raise gcmd.error("%s: '%s' sent an invalid reply"
+                             % (what, peer.name))
+        listed = frozenset(n for n in names if isinstance(n, str))
+        ask = {n: None for n, fields in objects.items()
+               if fields is not None and n in listed}
+        full = self._query(gcmd, peer, 'objects/query', {'objects': ask},
+                           what, 'subscribe').get('status') if ask else {}
+        missing = subscriptions.find_missing(objects, listed, full if (
+            isinstance(full, dict)) else {})
+        if missing:
+            raise gcmd.error("%s: '%s' has no %s: nothing subscribed" % (
+                what, peer.name, subscriptions.format_missing(missing)))
 
     cmd_ROUTER_OBJECTS_UNSUBSCRIBE_help = (
         "Stop following another instance: TARGET=<peer> [CALLBACK=<macro>]")

@@ -47,6 +47,10 @@ class Status:
             return 'direct, served by %s' % (server,)
         return 'direct'
 
+    def mesh_only_names(self):
+        """Instances known from the mesh's cards that are no peer here."""
+        return self.relay.known_names() - set(self.peers)
+
     def known_by(self, peer):
         if peer.known_by == 'configured' and self.peers.shared_file:
             return 'shared file'

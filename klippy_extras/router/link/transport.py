@@ -8,7 +8,7 @@
 # Copyright (C) 2026  Klipper Router contributors
 #
 # This file may be distributed under the terms of the GNU GPLv3 license.
-import errno, logging, socket
+import errno, logging, os, socket
 from ..common.timers import drop_timer
 from .sansio import framing
 from .sansio.backoff import Backoff
@@ -26,15 +26,21 @@ class TransportError(Exception):
     """A frame could not be handed to the transport (not sent at all)."""
 
 
-def describe_os_error(e):
-    if e.errno == errno.ENOENT:
-        return "no socket at this path (peer not started?)"
+def describe_os_error(e, path=None):
+    """A dial's failure in words; a Unix socket's path is named."""
+    at = "" if path is None else " %s" % (path,)
+    if e.errno == errno.ENOENT and path is not None:
+        if not os.path.isdir(os.path.dirname(path)):
+            return ("no socket at %s (its folder does not exist: peer not"
+                    " started, or a wrong socket: path?)" % (path,))
+        return "no socket at %s (peer not started?)" % (path,)
     if e.errno == errno.ECONNREFUSED:
-        return "connection refused (peer not listening)"
+        return "connection refused%s (peer not listening)" % (
+            " at" + at if at else "",)
     if e.errno in (errno.EAGAIN, errno.EWOULDBLOCK):
         return "peer busy (connection backlog full)"
     if e.errno in (errno.EACCES, errno.EPERM):
-        return "permission denied on the socket file"
+        return "permission denied on the socket file%s" % (at,)
     return str(e) or type(e).__name__
 
 
@@ -321,8 +327,8 @@ class UnixTransport(StreamTransport):
         except (OSError, ValueError) as e:
             if sock is not None:
                 sock.close()
-            self._dial_failed(describe_os_error(e) if isinstance(e, OSError)
-                              else str(e))
+            self._dial_failed(describe_os_error(e, self.path)
+                              if isinstance(e, OSError) else str(e))
             self.nothing_listens = isinstance(e, OSError) and e.errno in (
                 errno.ENOENT, errno.ECONNREFUSED)
             if isinstance(e, OSError) and e.errno in (errno.EAGAIN,

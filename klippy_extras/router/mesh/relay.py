@@ -130,18 +130,27 @@ class MeshRelay:
 
     def not_reached(self):
         """{name: why} of the instances known to the mesh that an event
-        cannot reach now."""
+        cannot reach now: peers that are not ready or refuse it, every
+        instance reached only through a neighbor that refuses it, and
+        those no link reaches."""
         routes = self.view.routes()
+        own = self.peers.own_name
         missed = {}
         for peer in self.peers.values():
             if peer.name in routes:
                 if peer.ready and not peer.permits('events'):
                     missed[peer.name] = ("it does not accept events from"
-                                         " '%s'" % (self.peers.own_name,))
+                                         " '%s'" % (own,))
             elif not peer.ready:
-                missed[peer.name] = peer.describe()
+                missed[peer.name] = peer.why_not_ready()
             elif peer.has_module:
                 missed[peer.name] = peer.refusal('events')
+        refusing = {n for n in missed if routes.get(n) == n}
+        around = self.view.routes_avoiding(refusing) if refusing else routes
+        for name, hop in routes.items():
+            if name not in around and name not in missed:
+                missed[name] = ("reached only through '%s', which does not"
+                                " accept events from '%s'" % (hop, own))
         for name in self.view.known() - set(routes) - set(missed):
             missed[name] = "not reachable in the mesh"
         return missed

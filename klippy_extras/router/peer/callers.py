@@ -105,7 +105,8 @@ class Callers:
                           'version': CLIENT_VERSION,
                           'peers': sorted(self.peers),
                           'known': who.kind != trust.Caller.UNKNOWN,
-                          'allow': sorted(who.allow)})
+                          'allow': sorted(who.allow),
+                          'where': who.where})
 
     def _handle_gcode(self, web_request):
         # G-code from a peer's router: gcode/script, with its permission;

@@ -43,6 +43,11 @@ def _transport(reactor, options):
                          options.reconnect_delay, options.reconnect_max_delay)
 
 
+class PeerRefused(rpc.NotSent):
+    """Not sent because the peer's allow: does not let this instance do
+    that: a setting there, not a passing state."""
+
+
 # What a peer asks of the rest of this instance: its name, the runner
 # (reports, callback macros), and whom to tell when it changes. pushes
 # maps the 'router' key of a pushed message to its handler(peer, msg), so
@@ -138,12 +143,24 @@ class PeerLink:
     def describe(self):
         return self.session.describe(self.link.last_error)
 
+    def why_not_ready(self):
+        """Why G-code cannot go there now, with its Klipper's message."""
+        return self.session.unavailable(self.link.last_error) or (
+            self.describe())
+
     # Lifecycle, called by the router
     def start(self):
         if self.link.connected:
             self.link_up()     # taken over from discovery, already open
-        else:
-            self.link.start()
+            return
+        self.link.start()
+        folder = os.path.dirname(self.address)
+        if self.options.remote is None and not os.path.isdir(folder):
+            # Not an error: the folder may come with the peer's first start
+            self.runner.report(
+                "the folder %s of the socket of peer '%s' does not exist"
+                " (yet): check socket: in [router %s]; it is dialed until"
+                " the socket appears" % (folder, self.name, self.name))
 
     def stop(self):
         self.link.stop()
@@ -310,7 +327,7 @@ class Peer(PeerLink):
         (cleaned and bounded: sansio/output.py)."""
         self.check_ready(script)
         if not self.session.permits('gcode'):
-            raise rpc.NotSent(self.refusal('gcode'))
+            raise PeerRefused(self.refusal('gcode'))
         # A peer with the module checks its allow option on router/gcode
         method = 'router/gcode' if self.session.has_module else 'gcode/script'
         tagged = self.session.script_output
@@ -382,7 +399,7 @@ class Peer(PeerLink):
         s = self.session
         key = (s.session_up, s.ready, s.state, s.state_message,
                s.responsive, self.link.last_error, s.has_module,
-               self.last_failure, self.subs.version)
+               self.last_failure, s.missing, self.subs.version)
         if key != self._status_key:
             self._status_key = key
             self._status = {
@@ -391,6 +408,7 @@ class Peer(PeerLink):
                 'responsive': s.responsive,
                 'last_error': self.link.last_error,
                 'last_failure': self.last_failure,
+                'missing': s.missing,
                 'module': s.has_module,
                 'objects': self.subs.mirror_copy()}
         return self._status

@@ -129,13 +129,19 @@ class MeshView:
         links both ends list (the first hop of a neighbor is itself).
         Shared until the view changes: not to be modified."""
         if self._routes is None:
-            self._routes = self._find_routes()
+            self._routes = self._find_routes(self.own.neighbors)
         return self._routes
 
-    def _find_routes(self):
+    def routes_avoiding(self, first_hops):
+        """routes() without those neighbors as first hops: where this
+        instance reaches when they refuse what it sends them (they may
+        still pass on what the others send them)."""
+        return self._find_routes(self.own.neighbors - set(first_hops))
+
+    def _find_routes(self, starts):
         routes = {}
         queue = collections.deque()
-        for n in sorted(self.own.neighbors):
+        for n in sorted(starts):
             routes[n] = n
             queue.append(n)
         while queue:

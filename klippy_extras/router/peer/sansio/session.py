@@ -12,7 +12,9 @@
 # This file may be distributed under the terms of the GNU GPLv3 license.
 import collections, enum
 from ...link.sansio import rpc
+from ...common import gcode_text
 from ...link.sansio.framing import ProtocolError
+from . import subscriptions
 from .subscriptions import SubscriptionSet
 
 PING_INTERVAL = 2.       # seconds between keepalive requests
@@ -159,15 +161,77 @@ class Readiness:
         return phase.value
 
     def refusal(self, action):
-        """Why the peer does not let this instance do that."""
+        """Why the peer does not let this instance do that: a setting of
+        the peer, which holds until it changes there."""
+        if not self.remote_known and self.state in ('error', 'shutdown'):
+            # Halted by its own config, maybe: the sections after the
+            # error were never read, this instance's among them
+            msg = self.state_message.split('\n')[0].strip()
+            return ("'%s' is halted (Klipper state '%s'%s): it takes no %s"
+                    " from '%s' in that state; once fixed and restarted it"
+                    " must list [router %s]" % (
+                        self.name, self.state, ": " + msg if msg else "",
+                        action, self.own_name, self.own_name))
         if not self.remote_known:
             return self.unlisted()
-        return ("'%s' does not accept %s from '%s' (see allow: in its"
-                " [router %s])" % (self.name, action, self.own_name,
-                                   self.own_name))
+        where = self.remote_where or "[router %s]" % (self.own_name,)
+        if not where.endswith(':'):
+            where += " allow:"
+        return ("'%s' does not accept %s from '%s': its %s does not"
+                " include %s" % (self.name, action, self.own_name, where,
+                                 action))
 
 
-class PeerSession(Readiness):
+class ObjectCheck:
+    """Has the peer every object and field followed there? Asked once its
+    Klipper is ready, after each subscription reply; what it lacks is
+    shown (missing) and reported once per connection, so a misspelt
+    name in subscribe: is never silent (part of PeerSession, below)."""
+    def _check_objects(self):
+        if not (self._check_due and self.ready):
+            return []
+        self._check_due = False
+        self._check_seq += 1
+        seq = self._check_seq
+        objects = self.subs.merged() if self.permits('subscribe') else {}
+        maybe_gone, fields = subscriptions.suspects(objects,
+                                                    self.subs.mirror)
+        if not maybe_gone and not fields:
+            return self._set_missing([])
+        def on_list(result, error):
+            names = result.get('objects') if isinstance(result,
+                                                        dict) else None
+            if seq != self._check_seq or not isinstance(names, list):
+                return []
+            listed = frozenset(n for n in names if isinstance(n, str))
+            ask = {n: None for n in fields if n in listed}
+            if not ask:
+                return self._set_missing(subscriptions.find_missing(
+                    objects, listed, {}))
+            def on_query(result, error):
+                status = result.get('status') if isinstance(
+                    result, dict) else None
+                if seq != self._check_seq or not isinstance(status, dict):
+                    return []
+                return self._set_missing(subscriptions.find_missing(
+                    objects, listed, status))
+            return [Send('objects/query', {'objects': ask}, on_query,
+                         HANDSHAKE_TIMEOUT, True)]
+        return [Send('objects/list', {}, on_list, HANDSHAKE_TIMEOUT, True)]
+
+    def _set_missing(self, missing):
+        self.missing = text = subscriptions.format_missing(missing)
+        if not text or text == self._reported_missing:
+            return []
+        self._reported_missing = text
+        by = subscriptions.followers(self.subs.subs.values(), missing,
+                                     self.name)
+        return [Report("'%s' has no %s: no value comes for %s (followed"
+                       " by %s)" % (self.name, text, 'them' if len(
+                           missing) > 1 else 'it', ', '.join(by)))]
+
+
+class PeerSession(Readiness, ObjectCheck):
     def __init__(self, name, own_name, clock, is_self=False, serve=True,
                  module_required=False):
         self.name = name
@@ -188,6 +252,8 @@ class PeerSession(Readiness):
         self.has_module = False
         self.remote_allow = None      # what it lets this instance do there
         self.remote_known = True      # does it list this instance?
+        self.remote_where = None      # its option that says so
+        self.missing = ''             # followed there, not found there
         self.remote_macros = frozenset()
         self.fast_follow = False      # it takes router/subscribe
         # Its router/gcode pushes what a script prints and fails on an
@@ -195,7 +261,7 @@ class PeerSession(Readiness):
         self.script_output = False
         self.app = ''
         self.info = None              # its info reply: who it says it is
-        self._sub_seq = 0
+        self._sub_seq = self._check_seq = 0
         self._reset()
 
     def _reset(self):
@@ -204,6 +270,8 @@ class PeerSession(Readiness):
         self.responsive = True
         self.rtt = None
         self._ping_sent = None
+        self._check_due = False       # a subscription reply to check
+        self._reported_missing = ''
 
     # Inputs
     def connected(self):
@@ -228,7 +296,8 @@ class PeerSession(Readiness):
             raise ProtocolError("status update without params")
         status = params.get('status')
         actions = self._on_status(status)
-        return actions + _deliver(self.subs.apply_delta(status))
+        return (actions + _deliver(self.subs.apply_delta(status))
+                + self._check_objects())
 
     def tick(self):
         """The keepalive: returns the actions, and when to tick again."""
@@ -290,6 +359,7 @@ class PeerSession(Readiness):
             return self._without_module(error)
         self.has_module = has_module
         self.remote_allow, self.remote_known = None, True
+        self.remote_where = None
         version = _version(result.get('version')) if has_module else ()
         self.fast_follow = version >= (0, 3)
         self.script_output = version >= (0, 4)
@@ -332,7 +402,8 @@ class PeerSession(Readiness):
     def _learn_allow(self, result):   # from router/info
         learnt = _allow_from(result)
         if learnt is not None:
-            self.remote_allow, self.remote_known = learnt
+            (self.remote_allow, self.remote_known,
+             self.remote_where) = learnt
 
     def _on_objects_list(self, result, error):
         names = result.get('objects') if isinstance(result, dict) else None
@@ -379,7 +450,8 @@ class PeerSession(Readiness):
         changes = self.subs.apply_snapshot(status)
         actions = [] if self.session_up else self._session_up()
         actions += self._on_status(status)
-        return actions + _deliver(changes)
+        self._check_due = True
+        return actions + _deliver(changes) + self._check_objects()
 
     def _session_up(self):
         self.session_up = True
@@ -397,11 +469,15 @@ def _deliver(changes):
 
 
 def _allow_from(result):
-    """What a peer's router/info says this instance may do there, and
-    whether it knows this instance; None when it does not say."""
+    """What a peer's router/info says this instance may do there, whether
+    it knows this instance, and which of its options says so ('[router
+    main]', '[router] allow_unlisted:'); None when it does not say."""
     if isinstance(result, dict) and isinstance(result.get('allow'), list):
+        where = result.get('where')
         return (frozenset(a for a in result['allow'] if isinstance(a, str)),
-                result.get('known') is not False)
+                result.get('known') is not False,
+                gcode_text.clean_text(where)[:80] if isinstance(
+                    where, str) and where else None)
     return None
 
 

@@ -8,7 +8,7 @@
 # Copyright (C) 2026  Klipper Router contributors
 #
 # This file may be distributed under the terms of the GNU GPLv3 license.
-import json, re
+import difflib, json, re
 
 MAX_OBJECTS = 100
 MAX_SUBSCRIPTIONS = 32     # per peer: each is a callback per update
@@ -83,6 +83,94 @@ def format_objects(objects):
                      '%s:%s' % (name, '|'.join(fields))
                      for name, fields in sorted(objects.items()))
 
+
+
+# What a peer lacks of what is followed there. Klipper answers a
+# subscription with {} for an object it does not have and None for a field
+# it does not have, as it does for an object without values and a field
+# whose value is None: what looks missing is asked again (objects/list,
+# then objects/query of the whole object) before it is reported.
+def suspects(objects, mirror):
+    """(objects answered without a value, {object: fields answered None})
+    of objects (name -> fields or None) as mirror holds them."""
+    maybe_gone, fields = [], {}
+    for name, wanted in sorted(objects.items()):
+        values = mirror.get(name) or {}
+        if all(v is None for v in values.values()):
+            maybe_gone.append(name)
+        if wanted is not None:
+            nones = [f for f in wanted if values.get(f) is None]
+            if nones:
+                fields[name] = nones
+    return maybe_gone, fields
+
+
+def find_missing(objects, listed, full):
+    """[(object, field or None, a close name or None)] of what the peer
+    lacks: listed holds its objects (objects/list), full the whole status
+    of the objects followed field by field."""
+    out = []
+    for name, wanted in sorted(objects.items()):
+        if name not in listed:
+            out.append((name, None, close_name(name, listed)))
+            continue
+        have = full.get(name)
+        if wanted is None or not isinstance(have, dict):
+            continue
+        out.extend((name, f, close_name(f, have)) for f in wanted
+                   if f not in have)
+    return out
+
+
+def close_name(word, names):
+    """The name of names closest to a mistyped word, or None. An object
+    'kind name' is compared by its name among those of its kind when
+    there are some ('gcode_macro LATER' is not 'gcode_macro MARK')."""
+    kind, _, rest = word.partition(' ')
+    by_text = {}
+    for n in names:
+        if isinstance(n, str):
+            by_text.setdefault(n.lower(), n)
+    if rest:
+        same = {n.partition(' ')[2]: real for n, real in by_text.items()
+                if n.partition(' ')[0] == kind.lower() and ' ' in n}
+        if same:
+            close = difflib.get_close_matches(rest.lower(), list(same), 1)
+            return same[close[0]] if close else None
+    close = difflib.get_close_matches(word.lower(), list(by_text), 1)
+    return by_text[close[0]] if close else None
+
+
+def format_missing(missing):
+    """'object print_stat (did you mean print_stats?), field
+    print_stats:stat (did you mean state?)'"""
+    return ', '.join('%s%s' % (
+        'object %s' % (name,) if field is None else 'field %s:%s' % (
+            name, field),
+        ' (did you mean %s?)' % (close,) if close else '')
+        for name, field, close in missing)
+
+
+def followers(subs, missing, peer_name):
+    """Which subscriptions follow something missing, in words."""
+    gone = {(name, field) for name, field, _ in missing}
+    out = []
+    for sub in subs:
+        if any((name, None) in gone or any(
+                (name, f) in gone for f in fields or ())
+               for name, fields in sub.objects.items()):
+            out.append(describe_subscription(sub, peer_name))
+    return sorted(out)
+
+
+def describe_subscription(sub, peer_name):
+    if sub.from_config:
+        return "subscribe: of [router %s]" % (peer_name,)
+    if sub.runs_on is not None:
+        return "router/objects/subscribe of '%s'" % (sub.runs_on,)
+    if sub.callback:
+        return "CALLBACK=%s" % (sub.callback,)
+    return "ROUTER_OBJECTS_SUBSCRIBE without CALLBACK"
 
 _NON_ALNUM = re.compile(r'[^A-Z0-9]')
 
