@@ -315,9 +315,16 @@ def test_healthy_mesh_has_no_findings_and_doctor_never_blocks(mesh):
     main = mesh['main']
     for name in names:
         check_both(mesh[name], set())
-    # A subscription added by command is checked too
+    # A subscription added by command is checked too. One to an object
+    # the peer lacks is refused while the peer is ready, so it is made
+    # while led is down (taken, for when it is ready)
+    mesh['led'].stop()
+    wait_until(lambda: not main.router_status()['peers']['led']['ready'],
+               10.)
     main.gcode('ROUTER_OBJECTS_SUBSCRIBE TARGET=led OBJECTS="print_stats:'
                'state, heater_generic chamber" CALLBACK=MARK')
+    mesh.start('led')
+    mesh.wait_links()
     found = by_kind(endpoint(main))
     assert list(found) == [('led', 'unknown_object')]
     assert found[('led', 'unknown_object')]['problem'] == (
