@@ -115,7 +115,7 @@ def test_what_a_subscription_lacks_is_reported_then_clears(mesh):
     assert st['missing'] == missing and st['last_failure'] == report[8:]
     wait_until(lambda: 'router: ' + report[8:] in led.log_text(), 5.)
     assert printers_line(led, 'main').endswith(
-        "; it has no %s; configured, direct" % (missing,))
+        "; it has no %s; listed in this config; linked directly" % (missing,))
     time.sleep(.5)
     assert sum(l == '// ' + report for l in out.output) <= 1   # once
     # main restarts with the macro: that part clears, the rest is
@@ -170,8 +170,8 @@ def test_dial_errors_name_the_socket_and_a_missing_folder_is_reported(mesh):
     assert error_of(main, "ROUTER_GCODE_SCRIPT TARGET=afc SCRIPT=MARK") == (
         "ROUTER_GCODE_SCRIPT: peer 'afc' cannot take G-code now: not"
         " connected (%s)" % (want['afc'],))
-    assert printers_line(main, 'old').endswith(want['old'] + "; configured,"
-                                               " not reached")
+    assert printers_line(main, 'old').endswith(
+        want['old'] + "; listed in this config; not reached")
     # The folder and the peer come later: it is dialed until then
     mesh.add_router_node('led', ['main'], MARK)
     mesh.start('led')

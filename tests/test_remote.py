@@ -153,6 +153,9 @@ def hosts(runtime):
     h['main'].write_config("[router]\nname: main\n" + shared + h.section(
         'plain', 'allow: gcode') + COMMON + MAIN)
     h['led'].write_config("[router]\nname: led\n" + shared + COMMON + MAIN)
+    # afc lists main only: led's link to it is one-sided (events reach afc
+    # through main)
+    h.mesh.one_sided.add(('led', 'afc'))
     try:
         yield h.start()
     finally:

@@ -86,6 +86,7 @@ def world(runtime):
     m.add('plain', COMMON + PLAIN)
     # stranger runs the module and dials main, which does not list it
     m.add_router_node('stranger', ['main'], COMMON)
+    m.one_sided.add(('stranger', 'main'))
     with m.running():
         yield m
 
