@@ -5,24 +5,26 @@
 #
 # This file may be distributed under the terms of the GNU GPLv3 license.
 import weakref
-from ..common import gcode_text
+from ..common import endpoints, gcode_text
 from .sansio import trust
 from .sansio.session import CLIENT_VERSION
 
 
 class Callers:
-    def __init__(self, printer, peers, mesh, allow_unlisted):
+    def __init__(self, printer, peers, mesh, allow_unlisted, run_now):
         self.peers = peers
         self.mesh = mesh
         self.allow_unlisted = allow_unlisted
+        # run_now(func) -> error text or None: G-code of a job, never a
+        # failed command of this instance (klipper/runner.py)
+        self.run_now = run_now
         self.gcode = printer.lookup_object('gcode')
         # An instance this one does not know named itself (discovery looks)
         self.on_stranger = None
         # API connection -> the instance name its router gave in router/info
         self._names = weakref.WeakKeyDictionary()
-        webhooks = printer.lookup_object('webhooks')
-        webhooks.register_endpoint('router/info', self._handle_info)
-        webhooks.register_endpoint('router/gcode', self._handle_gcode)
+        endpoints.register(printer, 'router/info', self._handle_info)
+        endpoints.register(printer, 'router/gcode', self._handle_gcode)
 
     def caller_of(self, web_request):
         """The trust.Caller behind an API request: the instance its router
@@ -81,6 +83,11 @@ class Callers:
                           'allow': sorted(who.allow)})
 
     def _handle_gcode(self, web_request):
-        # G-code from a peer's router: gcode/script, with its permission
+        # G-code from a peer's router: gcode/script, with its permission;
+        # its failure is the peer's answer
         self.check(web_request, 'gcode')
-        self.gcode.run_script(web_request.get_str('script'))
+        script = web_request.get_str('script')
+        error = self.run_now(lambda: self.gcode.run_script_from_command(
+            script))
+        if error is not None:
+            raise web_request.error(error)
