@@ -26,7 +26,7 @@ def u1_only(runtime):
     if runtime.flavor != 'u1':
         pytest.skip("needs Snapmaker's U1 Klipper fork: KLIPPER_PATH=<its"
                     " checkout> KLIPPY_PYTHON=<its venv python> (README,"
-                    " 'Snapmaker U1')")
+                    " \"The Snapmaker U1's Klipper fork\")")
 
 
 def raised(node):
