@@ -12,6 +12,7 @@
 # separated by spaces:
 #   MATRIX_MAINLINE=~/klipper:~/klippy-env/bin/python
 #   MATRIX_KALICO=~/kalico:~/kalico-env/bin/python
+#   MATRIX_U1=~/u1-klipper:~/u1-env/bin/python   (Snapmaker's U1 fork)
 # (the tests link the module into each checkout, as install.sh does)
 #
 # Copyright (C) 2026  Klipper Router contributors
@@ -86,7 +87,7 @@ done
 
 # Checkout rows run the tests from the last matrix venv (it has pytest);
 # klippy runs with the checkout's own python
-for flavor in mainline kalico; do
+for flavor in mainline kalico u1; do
     var="MATRIX_$(echo "$flavor" | tr a-z A-Z)"
     for entry in ${!var:-}; do
         dir="${entry%%:*}"; kpy="${entry#*:}"

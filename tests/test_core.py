@@ -137,15 +137,22 @@ def test_wait0_scripts_run_once_in_order(trio):
     assert v['count'] == before + 100 and v['value'] == 100
 
 
-def test_script_text_is_kept_and_is_one_command(trio):
+def test_script_text_is_kept_and_is_one_command(trio, runtime):
     main, led = trio['main'], trio['led']
     out = led.client
     # Backslash-n is text, never a line break: one command arrives, with
-    # the characters as they were written
-    main.gcode(r"""ROUTER_GCODE_SCRIPT TARGET=led WAIT=1 SCRIPT="ECHO_PARAMS A='x y' B=c=d C=\"q\nMARK VALUE=21\"" """)
-    line = out.wait_output(lambda l: l.startswith('// PARAMS'), 5.)
-    assert json.loads(line[len('// PARAMS '):]) == {
-        'A': 'x y', 'B': 'c=d', 'C': 'q\\nMARK VALUE=21'}
+    # the characters as they were written. Quotes in quotes are the other
+    # kind; or escaped, where Klipper's parser reads backslash escapes
+    # (Snapmaker's U1 fork reads none)
+    scripts = [r"""SCRIPT="ECHO_PARAMS N=1 A='x y' B=c=d C='q\nMARK VALUE=21'" """]
+    if runtime.flavor != 'u1':
+        scripts.append(r"""SCRIPT="ECHO_PARAMS N=2 A='x y' B=c=d C=\"q\nMARK VALUE=21\"" """)
+    for n, script in enumerate(scripts, 1):
+        main.gcode("ROUTER_GCODE_SCRIPT TARGET=led WAIT=1 " + script)
+        line = out.wait_output(lambda l: l.startswith('// PARAMS')
+                               and '"N": "%d"' % (n,) in l, 5.)
+        assert json.loads(line[len('// PARAMS '):]) == {
+            'N': str(n), 'A': 'x y', 'B': 'c=d', 'C': 'q\\nMARK VALUE=21'}
     assert led.macro_vars('MARK')['value'] != 21
     # Several commands: several lines, run in the order they were sent
     before = led.macro_vars('MARK')['count']
@@ -204,9 +211,11 @@ BAD_COMMANDS = [
 ]
 
 
-def test_bad_input_gives_errors_and_nothing_else(trio):
+def test_bad_input_gives_errors_and_nothing_else(trio, runtime):
     main = trio['main']
     for command, expect in BAD_COMMANDS:
+        if expect == 'Malformed' and runtime.flavor == 'u1':
+            expect = None   # its parser reads an unclosed quote to the end
         try:
             main.gcode(command)
         except ApiError as e:

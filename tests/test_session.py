@@ -17,6 +17,9 @@ READY_INFO = {'state': 'ready', 'state_message': 'Printer is ready',
               'app': 'Klipper'}
 WEBHOOKS = {'state': 'ready', 'state_message': 'Printer is ready'}
 NO_CALLBACK = rpc.Error('No registered callback for path router/info')
+KLIPPER_ENDPOINTS = ['list_endpoints', 'info', 'gcode/script',
+                     'objects/list', 'objects/subscribe']
+MODULE_ENDPOINTS = KLIPPER_ENDPOINTS + ['router/info', 'router/gcode']
 
 
 class Clock:
@@ -52,16 +55,23 @@ class Driver:
     def of(self, kind):
         return [a for a in self.actions if isinstance(a, kind)]
 
+    def answer_info(self, module=True):
+        """The handshake's info and list_endpoints."""
+        self.answer('info', READY_INFO)
+        return self.answer('list_endpoints', {'endpoints': (
+            MODULE_ENDPOINTS if module else KLIPPER_ENDPOINTS)})
+
     def handshake(self, module=True, status=None, allow=None):
         self.take(self.s.connected())
-        self.answer('info', READY_INFO)
+        self.answer_info(module)
         if module:
             reply = {'name': 'led', 'version': '0.2.0', 'peers': ['main']}
             if allow is not None:
                 reply.update(allow=allow, known=True)
             self.answer('router/info', reply)
         else:
-            self.answer('router/info', error=NO_CALLBACK)
+            # Not asked router/info: a method it does not have
+            assert not self.pending('router/info')
             self.answer('objects/list', {'objects': [
                 'webhooks', 'gcode_macro ROUTER_ON_READY', 'gcode_macro x']})
         status = dict(status or {})
@@ -83,7 +93,7 @@ def test_a_peer_that_must_run_the_module_is_never_served(reply, error, want):
     connection does nothing."""
     d = Driver(serve=False, module_required=True)
     d.take(d.s.connected())
-    d.answer('info', READY_INFO)
+    d.answer_info()
     d.answer('router/info', reply, error)
     assert not d.of(Serve) and not d.sends
     assert not d.s.has_module and not d.s.ready
@@ -95,6 +105,30 @@ def test_a_peer_that_must_run_the_module_is_never_served(reply, error, want):
     if left:
         assert left[0].reason == session.NO_MODULE
 
+def test_router_info_is_asked_only_where_it_is_an_endpoint():
+    """Snapmaker's U1 fork raises an exception on its screen for a request
+    of a method it does not have: a Klipper without the module is never
+    asked router/info. A discovered peer is left alone for it."""
+    d = Driver(serve=False, module_required=True)
+    d.take(d.s.connected())
+    d.answer_info(module=False)
+    assert not d.sends and [a.reason for a in d.of(session.LeaveAlone)] == [
+        session.NO_MODULE]
+    # No list in the answer: asked, as before list_endpoints existed
+    for reply, error in ((None, rpc.Error('no callback')), ([], None),
+                         (None, rpc.Error('timed out', rpc.TIMEOUT))):
+        d = Driver()
+        d.take(d.s.connected())
+        d.answer('info', READY_INFO)
+        d.answer('list_endpoints', reply, error)
+        assert [x.method for x in d.sends] == ['router/info']
+    d = Driver()
+    d.take(d.s.connected())
+    d.answer('info', READY_INFO)
+    assert d.answer('list_endpoints', None, rpc.Error('gone', rpc.LOST)) == []
+    assert not d.sends
+
+
 def test_handshake_with_a_module_peer_ends_ready():
     d = Driver()
     assert d.s.phase == session.Phase.DISCONNECTED
@@ -102,6 +136,8 @@ def test_handshake_with_a_module_peer_ends_ready():
     assert d.s.phase == session.Phase.CONNECTING
     assert d.pending('info')[0].params['client_info']['name'] == 'main'
     d.answer('info', READY_INFO)
+    assert d.pending('list_endpoints')[0].params == {}
+    d.answer('list_endpoints', {'endpoints': MODULE_ENDPOINTS})
     assert d.pending('router/info')[0].params == {'name': 'main'}
     d.answer('router/info', {'name': 'led', 'allow': ['query'],
                              'known': True})
@@ -135,7 +171,7 @@ def test_scripts_output_is_pushed_by_module_peers_from_0_4(version, want):
     """Older ones get Klipper's own gcode/subscribe_output instead."""
     d = Driver()
     d.take(d.s.connected())
-    d.answer('info', READY_INFO)
+    d.answer_info()
     d.answer('router/info', {'name': 'led', 'version': version})
     assert d.s.has_module and d.s.script_output is want
     d = Driver()
@@ -146,7 +182,7 @@ def test_scripts_output_is_pushed_by_module_peers_from_0_4(version, want):
 def test_own_link_serves_and_does_not_subscribe_or_ping():
     d = Driver(is_self=True)
     d.take(d.s.connected())
-    d.answer('info', READY_INFO)
+    d.answer_info()
     d.answer('router/info', {'name': 'led'})
     assert d.of(Serve) and d.of(Healthy) and d.s.session_up
     assert not d.pending('objects/subscribe')
@@ -156,7 +192,7 @@ def test_own_link_serves_and_does_not_subscribe_or_ping():
 def test_unlisted_instance_is_told_and_refused_here():
     d = Driver()
     d.take(d.s.connected())
-    d.answer('info', READY_INFO)
+    d.answer_info()
     d.answer('router/info', {'name': 'led', 'allow': [], 'known': False})
     assert not d.s.permits('gcode')
     assert "add [router main] to led's config" in d.s.refusal('gcode')
@@ -178,7 +214,7 @@ def test_unlisted_instance_is_told_and_refused_here():
 def test_name_mismatch_is_reported():
     d = Driver()
     d.take(d.s.connected())
-    d.answer('info', READY_INFO)
+    d.answer_info()
     d.answer('router/info', {'name': 'stranger'})
     [report] = d.of(Report)
     assert "calls itself 'stranger'" in report.text
@@ -240,7 +276,7 @@ def test_keepalive_reply_is_taken_inline_only_when_it_changes_nothing():
     # what it answers may change the links, so not inline either
     d = Driver()
     d.take(d.s.connected())
-    d.answer('info', READY_INFO)
+    d.answer_info()
     d.answer('router/info', {'name': 'led', 'version': '0.2.0',
                              'allow': [], 'known': False})
     d.answer('objects/subscribe', {'status': {'webhooks': dict(WEBHOOKS)}})
@@ -272,6 +308,27 @@ def test_klipper_state_changes_and_restarts_are_allowed_when_not_ready():
                                             " MCU shutdown")
     assert d.s.unavailable('', restart=True) is None
     assert d.s.describe('') == 'connected, Klipper shutdown'
+
+
+def test_coded_state_messages_of_the_u1_fork_read_as_their_text():
+    """Snapmaker's U1 fork puts a JSON object on the first line of its
+    error and shutdown messages: its "msg" is the text shown and quoted."""
+    d = Driver()
+    d.handshake()
+    coded = ('{"coded": "0003-0522-0000-0019", "oneshot": 0, "msg":'
+             ' "Shutdown due to M112 command"}\nOnce the underlying issue')
+    d.take(d.s.push({'router': 'status', 'params': {'status': {
+        'webhooks': {'state': 'shutdown', 'state_message': coded}}}}))
+    assert d.s.state_message == ('Shutdown due to M112 command\n'
+                                 'Once the underlying issue')
+    assert d.s.unavailable('') == ("Klipper state is 'shutdown':"
+                                   " Shutdown due to M112 command")
+    # Anything else stays as it was
+    pm = session.plain_message
+    for text in ('{not json} x', '{"coded": "1"}', '{"msg": 5}', '[1]',
+                 'Printer is ready', ' {"msg": "x"} y'):
+        assert pm(text) == text.strip()
+    assert pm(None) == '' and pm('{"msg": " a "}') == 'a'
 
 
 def test_closed_then_reconnected_gives_full_state_first():
@@ -414,6 +471,7 @@ def test_objects_are_checked_once_the_peer_is_ready():
     d.s.subs.add(Subscription('', {'toolhed': None}))
     d.take(d.s.connected())
     d.answer('info', dict(READY_INFO, state='startup'))
+    d.answer('list_endpoints', {'endpoints': MODULE_ENDPOINTS})
     d.answer('router/info', {'name': 'led', 'version': '0.3.0'})
     d.answer('router/subscribe', {'status': {
         'toolhed': {}, 'webhooks': {'state': 'startup'}}})
@@ -436,7 +494,7 @@ def test_objects_are_checked_once_the_peer_is_ready():
 def test_a_refusal_names_the_option_and_a_halted_peer_its_state():
     d = Driver()
     d.take(d.s.connected())
-    d.answer('info', READY_INFO)
+    d.answer_info()
     d.answer('router/info', {'name': 'led', 'allow': ['query'],
                              'known': True,
                              'where': '[router] allow_unlisted:'})
@@ -445,7 +503,7 @@ def test_a_refusal_names_the_option_and_a_halted_peer_its_state():
         " allow_unlisted: does not include gcode")
     d.s.closed('x')
     d.take(d.s.connected())
-    d.answer('info', READY_INFO)
+    d.answer_info()
     d.answer('router/info', {'name': 'led', 'allow': [], 'known': True})
     assert d.s.refusal('query') == (
         "'led' does not accept query from 'main': its [router main] allow:"
@@ -455,6 +513,7 @@ def test_a_refusal_names_the_option_and_a_halted_peer_its_state():
     d.take(d.s.connected())
     d.answer('info', {'state': 'error', 'state_message':
                       "Option 'allow' in section 'router main': bad\n\nx"})
+    d.answer('list_endpoints', {'endpoints': MODULE_ENDPOINTS})
     d.answer('router/info', {'name': 'led', 'allow': [], 'known': False})
     assert d.s.refusal('subscribe') == (
         "'led' is halted (Klipper state 'error': Option 'allow' in section"

@@ -72,7 +72,8 @@ class Router:
         """Each part, given the parts it uses (lower layers first)."""
         self.runner = LocalRunner(printer, peers.note_failure)
         self.lifecycle = Lifecycle(printer, peers, self.runner)
-        self.callers = Callers(printer, peers, self.mesh, self.allow_unlisted)
+        self.callers = Callers(printer, peers, self.mesh, self.allow_unlisted,
+                               self.runner.run_now)
         self.bridge = Bridge(printer, peers, self.runner, self.callers,
                              self.request_timeout)
         self.eventbus = EventBus(printer, peers, self.runner, self.callers)

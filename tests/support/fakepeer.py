@@ -28,6 +28,10 @@ def default_result(method, params):
                 'software_version': 'fake'}
     if method == 'router/info':
         return {'name': 'fake', 'version': '0.1.0', 'peers': []}
+    if method == 'list_endpoints':
+        return {'endpoints': ['list_endpoints', 'info', 'gcode/script',
+                              'objects/list', 'objects/subscribe',
+                              'router/info', 'router/gcode']}
     if method in ('objects/subscribe', 'objects/query'):
         objects = params.get('objects') or {}
         return {'eventtime': time.monotonic(),

@@ -28,8 +28,7 @@ class Runtime:
             self.command = [self.python,
                             os.path.join(self.checkout, 'klippy', 'klippy.py')]
             self.install_dir = self.checkout
-            self.flavor = ('kalico' if os.path.isdir(os.path.join(
-                self.checkout, 'klippy', 'plugins')) else 'mainline')
+            self.flavor = checkout_flavor(self.checkout)
             self.pythonpath = None
         else:
             import klippy
@@ -75,6 +74,32 @@ class Runtime:
             return "[telemetry]\nenabled: False\n\n"
         return ""
 
+    def printer_options(self):
+        """Options of [printer] this flavor needs to start: the U1 fork's
+        toolhead reads the tool counts of its four-head printer and
+        stops at start-up without them (one tool: kinematics none has
+        no extruder)."""
+        if self.flavor == 'u1':
+            return ("max_logical_extruder_num: 1\n"
+                    "max_physical_extruder_num: 1\n")
+        return ""
+
+
+def checkout_flavor(checkout):
+    """'kalico' (its extras are in klippy/plugins), 'u1' (Snapmaker's U1
+    fork: its toolhead reads max_logical_extruder_num) or 'mainline'.
+    Known by what the checkout holds, whatever its folder is named."""
+    klippy = os.path.join(checkout, 'klippy')
+    if os.path.isdir(os.path.join(klippy, 'plugins')):
+        return 'kalico'
+    try:
+        with open(os.path.join(klippy, 'toolhead.py')) as f:
+            if 'max_logical_extruder_num' in f.read():
+                return 'u1'
+    except OSError:
+        pass
+    return 'mainline'
+
 
 BASE_CONFIG = """
 [mcu]
@@ -84,7 +109,7 @@ serial: /dev/null
 kinematics: none
 max_velocity: 100
 max_accel: 100
-
+{printer_options}
 [virtual_sdcard]
 path: {gcodes}
 
@@ -116,7 +141,9 @@ class Klippy:
     def write_config(self, config):
         with open(self.cfg, 'w') as f:
             f.write(self.runtime.config_prelude())
-            f.write(BASE_CONFIG.format(gcodes=self.gcodes))
+            f.write(BASE_CONFIG.format(
+                gcodes=self.gcodes,
+                printer_options=self.runtime.printer_options()))
             f.write(config)
 
     def start(self):

@@ -50,13 +50,16 @@ def parse_seconds(text, minimum=0.001, maximum=86400.):
 def quote_value(value):
     """A parameter value for a G-code line that cannot add a command or a
     parameter: control characters (newlines) become spaces, and the value
-    is double-quoted with '\\' and '"' escaped, as Klipper's shlex reads it.
-    Only for lines that must be text (native commands, peers without the
-    module); macros here get their parameters without any line."""
+    is single-quoted, each single quote of it written "'" between two
+    quoted parts. Klipper's shlex reads it back exactly, and so does the
+    parser of Snapmaker's U1 fork, which knows quotes but no backslash
+    escapes (a '\\"' inside double quotes ends them there). Only for lines
+    that must be text (native commands, peers without the module); macros
+    here get their parameters without any line."""
     text = clean_text(value)
     if text and re.match(r'^[A-Za-z0-9_.:+/-]+$', text):
         return text
-    return '"%s"' % (text.replace('\\', '\\\\').replace('"', '\\"'),)
+    return "'%s'" % (text.replace("'", "'\"'\"'"),)
 
 
 def command_line(command, params):

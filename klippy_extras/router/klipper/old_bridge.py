@@ -7,7 +7,7 @@
 #
 # This file may be distributed under the terms of the GNU GPLv3 license.
 import json, logging
-from ..common import gcode_text
+from ..common import endpoints, gcode_text
 from ..link.link import wait_reply
 from ..link.sansio import rpc
 from ..mesh.sansio import events
@@ -109,9 +109,8 @@ class BridgeEntries:
             'router/objects/list': self._objects_list,
             'router/objects/query': self._objects_query,
             'router/objects/subscribe': self._objects_subscribe}
-        webhooks = printer.lookup_object('webhooks')
         for method in METHODS:
-            webhooks.register_endpoint(method, self._handle_endpoint)
+            endpoints.register(printer, method, self._handle_endpoint)
 
     def connect(self, election, eventbus, printers_list, on_own_registered):
         """election decides whether a served peer's call runs here (its

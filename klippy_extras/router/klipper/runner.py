@@ -11,14 +11,16 @@ MAX_QUEUED_JOBS = 1000
 SLICE = .002          # s of work before the drain yields to the reactor
 DROP_REPORT_INTERVAL = 5.
 MAX_REPORT = 300      # characters of one console report
+JOB_COMMAND = '_ROUTER_JOB'   # the command each job runs inside
 
 
 class LocalRunner:
     """One job at a time, in order, from a reactor callback (never from an
-    fd callback, never inside a G-code handler: run_script there would
+    fd callback, never inside a G-code handler: run_now there would
     deadlock the G-code mutex). Errors are reported, never raised.
-    A job is (func, on_done, what): func() runs it and may raise a G-code
-    error; on_done(error) is told the outcome, or the error is reported."""
+    A job is (func, on_done, what): func() runs it, holding the G-code
+    mutex, and may raise a G-code error; on_done(error) is told the
+    outcome, or the error is reported."""
     def __init__(self, printer, on_report=None):
         self.printer = printer
         self.reactor = printer.get_reactor()
@@ -33,6 +35,8 @@ class LocalRunner:
         # One timer for every drain: cheaper than a register_callback (a
         # timer made and dropped, and a completion) per job
         self._timer = self.reactor.register_timer(self._drain_event)
+        self._job = None      # [func, error] of the job run_now runs
+        self.gcode.register_command(JOB_COMMAND, self._cmd_job, True)
 
     def stop(self):
         self._stopped = True
@@ -55,7 +59,8 @@ class LocalRunner:
     def run_script(self, script, what, on_done=None):
         """on_done(error) is called once the script ran (error None) or
         failed (the error text)."""
-        self._queue(lambda: self.gcode.run_script(script), on_done, what)
+        self._queue(lambda: self.gcode.run_script_from_command(script),
+                    on_done, what)
 
     def run_template(self, template, what):
         """Rendered when it runs, so it sees the printer state of then."""
@@ -126,19 +131,46 @@ class LocalRunner:
 
     def _run_job(self, func, what):
         try:
-            func()
-        except self.printer.command_error as e:
-            return str(e)
+            return self.run_now(func)
         except Exception as e:
             logging.exception("router: %s", what)
             return "internal error %s" % (type(e).__name__,)
-        return None
+
+    def run_now(self, func):
+        """Runs func() holding the G-code mutex; returns its error text or
+        None. It runs inside a command of its own, which never fails: a
+        failure is the job's (a peer's request, a handler, a callback),
+        not a command this instance's user ran. Klipper answers only that
+        command's failure with '!!'; Snapmaker's U1 fork also hands it to
+        its exception manager, which shows it on the printer's screen."""
+        with self.gcode.get_mutex():
+            self._job = job = [func, None]
+            try:
+                self.gcode.run_script_from_command(JOB_COMMAND)
+            finally:
+                self._job = None
+        return job[1]
+
+    def _cmd_job(self, gcmd):
+        # Taken once: the job's own G-code cannot run it again
+        job, self._job = self._job, None
+        if job is None:
+            return   # typed at a console: there is no job
+        try:
+            job[0]()
+        except self.printer.command_error as e:
+            job[1] = str(e)
+            # As for any command that failed (gcode_move takes its
+            # position back): the outer command, which would, does not
+            self.printer.send_event("gcode:command_error")
+        except Exception as e:
+            logging.exception("router: G-code job")
+            job[1] = "internal error %s" % (type(e).__name__,)
 
     def _run_template(self, template):
         # What gcode.run_script does, in a form every template has: Kalico's
         # Python templates ('!' prefix) have no render()
-        with self.gcode.get_mutex():
-            template.run_gcode_from_command()
+        template.run_gcode_from_command()
 
     def _run_macro(self, name, params, missing_ok, what):
         macro = self.find_macro(name)
@@ -154,8 +186,7 @@ class LocalRunner:
             ' %s=%s' % (k, _show(v)) for k, v in params.items())
         gcmd = self.gcode.create_gcode_command(name.upper(), line,
                                                dict(params))
-        with self.gcode.get_mutex():
-            macro.cmd(gcmd)
+        macro.cmd(gcmd)
 
     def reporter(self, what, peer=None):
         """A reply callback for something sent and not waited for: its

@@ -122,7 +122,9 @@ class Discovery:
 
 
 class Probe:
-    """One connection that asks router/info, then closes."""
+    """One connection that asks router/info, then closes. Only where it is
+    an endpoint (list_endpoints): Snapmaker's U1 fork shows the error of
+    an unknown method on its screen."""
     def __init__(self, discovery, path, key):
         self.discovery = discovery
         self.path = path
@@ -140,13 +142,26 @@ class Probe:
             self.discovery.probed(self, info, why)
 
     def link_up(self):
-        def on_reply(result, error):
+        def on_endpoints(result, error):
+            endpoints = (result.get('endpoints')
+                         if isinstance(result, dict) else None)
+            if error is None and isinstance(endpoints, list) and (
+                    'router/info' not in endpoints):
+                self._finish(None, "no module there (no router/info)")
+            else:
+                self._ask('router/info', on_info)
+        def on_info(result, error):
             if error is not None or not isinstance(result, dict):
                 self._finish(None, "no module there (%s)" % (error,))
             else:
                 self._finish(result, None)
+        self._ask('list_endpoints', on_endpoints)
+
+    def _ask(self, method, on_reply):
+        if self.done:
+            return
         try:
-            self.link.request('router/info', {}, on_reply, PROBE_TIMEOUT)
+            self.link.request(method, {}, on_reply, PROBE_TIMEOUT)
         except rpc.NotSent as e:
             self._finish(None, str(e))
 

@@ -5,7 +5,7 @@
 #
 # This file may be distributed under the terms of the GNU GPLv3 license.
 import logging
-from ..common import gcode_text
+from ..common import endpoints, gcode_text
 from .sansio import events
 
 DELIVER = 'router/event/deliver'
@@ -18,8 +18,7 @@ class EventBus:
         self.callers = callers
         self.relay = None      # connect(): the mesh's relay
         self.table = events.EventTable()
-        webhooks = printer.lookup_object('webhooks')
-        webhooks.register_endpoint(DELIVER, self._handle_deliver)
+        endpoints.register(printer, DELIVER, self._handle_deliver)
 
     def connect(self, relay):
         """The relay that sends this instance's events to the mesh (and

@@ -10,6 +10,7 @@
 #
 # This file may be distributed under the terms of the GNU GPLv3 license.
 import logging
+from ..common import endpoints
 from ..link.sansio import framing, rpc
 from ..peer.sansio import trust
 
@@ -52,7 +53,7 @@ class Neighbors:
         for path, handler in ((ENDPOINT, self._handle_message),
                               (LINK_ENDPOINT, self._handle_link),
                               (ACK_ENDPOINT, self._handle_ack)):
-            self.webhooks.register_endpoint(path, handler)
+            endpoints.register(printer, path, handler)
 
     def connect(self, on_message, on_failed):
         """on_message(sender name, msg) takes each message received and

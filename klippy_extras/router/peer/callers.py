@@ -5,25 +5,26 @@
 #
 # This file may be distributed under the terms of the GNU GPLv3 license.
 import weakref
-from ..common import gcode_text
+from ..common import endpoints, gcode_text
 from .output import ScriptOutput, pusher
 from .sansio import trust
 from .sansio.session import CLIENT_VERSION
 
 
 class Callers:
-    def __init__(self, printer, peers, mesh, allow_unlisted):
+    def __init__(self, printer, peers, mesh, allow_unlisted, run_now):
         self.peers = peers
         self.mesh = mesh
         self.allow_unlisted = allow_unlisted
-        self.scripts = ScriptOutput(printer.lookup_object('gcode'))
+        # run_now(func) -> error text or None: G-code of a job, never a
+        # failed command of this instance (klipper/runner.py)
+        self.scripts = ScriptOutput(printer.lookup_object('gcode'), run_now)
         # An instance this one does not know named itself (discovery looks)
         self.on_stranger = None
         # API connection -> the instance name its router gave in router/info
         self._names = weakref.WeakKeyDictionary()
-        webhooks = printer.lookup_object('webhooks')
-        webhooks.register_endpoint('router/info', self._handle_info)
-        webhooks.register_endpoint('router/gcode', self._handle_gcode)
+        endpoints.register(printer, 'router/info', self._handle_info)
+        endpoints.register(printer, 'router/gcode', self._handle_gcode)
 
     def caller_of(self, web_request):
         """The trust.Caller behind an API request: the instance its router
@@ -111,7 +112,8 @@ class Callers:
     def _handle_gcode(self, web_request):
         # G-code from a peer's router: gcode/script, with its permission;
         # what it prints is pushed back while it runs if the caller gives
-        # a call number (output), and an unknown command is an error
+        # a call number (output); its failure, or an unknown command, is
+        # the peer's answer
         self.check(web_request, 'gcode')
         script = web_request.get_str('script')
         call = web_request.get('output', None)
@@ -121,6 +123,6 @@ class Callers:
                                     " integer")
         send = (None if call is None else
                 pusher(web_request.get_client_connection(), call))
-        unknown = self.scripts.run(script, send)
-        if unknown is not None:
-            raise web_request.error(unknown)
+        error = self.scripts.run(script, send)
+        if error is not None:
+            raise web_request.error(error)

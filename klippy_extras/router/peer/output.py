@@ -13,27 +13,32 @@ class ScriptOutput:
     """Owns the one output handler this instance registers (Klipper has
     no way to unregister one): between scripts it does nothing; while a
     peer's script runs, every console line goes to that script's watch."""
-    def __init__(self, gcode):
+    def __init__(self, gcode, run_now):
         self.gcode = gcode
+        self.run_now = run_now    # (func) -> its error, as a job's
         self._active = []
         gcode.register_output_handler(self._on_output)
 
     def run(self, script, send=None):
-        """Runs script as gcode/script does; send(response), if given,
-        gets each output message meanwhile. Returns the first 'Unknown
-        command:"X"' it printed, or None; a failing command raises."""
+        """Runs script as gcode/script does, as a job of this instance
+        (run_now); send(response), if given, gets each output message
+        meanwhile. Returns why it failed: its error, or the first
+        'Unknown command:"X"' it printed; None when it ran."""
         watch = ServedWatch(send)
         if 'INTERRUPT' in script:
             # Kalico runs such a script without the G-code mutex (its
             # HEATER_INTERRUPT must not wait behind a heater wait): as
             # gcode.run_script does, whatever the flavor
-            return self._watched(watch, lambda: self.gcode.run_script(
-                script))
-        # The watch starts once the script holds the mutex: what others
-        # print while it waits for it is theirs
-        with self.gcode.get_mutex():
-            return self._watched(
-                watch, lambda: self.gcode.run_script_from_command(script))
+            try:
+                self._watched(watch, lambda: self.gcode.run_script(script))
+            except self.gcode.error as e:
+                return str(e)
+            return watch.unknown
+        # The watch starts once the script holds the mutex (run_now takes
+        # it): what others print while it waits for it is theirs
+        error = self.run_now(lambda: self._watched(
+            watch, lambda: self.gcode.run_script_from_command(script)))
+        return error if error is not None else watch.unknown
 
     def _watched(self, watch, run):
         self._active.append(watch)
@@ -41,7 +46,6 @@ class ScriptOutput:
             run()
         finally:
             self._active.remove(watch)
-        return watch.unknown
 
     def _on_output(self, msg):
         # Called by every console line of this instance, inside whatever

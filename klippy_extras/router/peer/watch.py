@@ -19,6 +19,7 @@
 #
 # This file may be distributed under the terms of the GNU GPLv3 license.
 import logging
+from ..common import endpoints
 from ..common.timers import next_due
 from ..common.timers import drop_timer
 from .sansio import subscriptions
@@ -54,8 +55,7 @@ class Watcher:
         self._timer = None
         self._active_until = 0.
         self._mutex = self._sdcard = self._print_stats = None
-        webhooks = self.printer.lookup_object('webhooks')
-        webhooks.register_endpoint(ENDPOINT, self._handle_subscribe)
+        endpoints.register(printer, ENDPOINT, self._handle_subscribe)
 
     def stop(self):
         self._timer = drop_timer(self.reactor, self._timer)

@@ -10,7 +10,7 @@
 # Copyright (C) 2026  Klipper Router contributors
 #
 # This file may be distributed under the terms of the GNU GPLv3 license.
-import collections, enum
+import collections, enum, json
 from ...link.sansio import rpc
 from ...common import gcode_text
 from ...link.sansio.framing import ProtocolError
@@ -52,6 +52,7 @@ Report = collections.namedtuple('Report', 'text')
 # A peer that must run the module (a discovered one) answered without it
 LeaveAlone = collections.namedtuple('LeaveAlone', 'reason')
 NO_MODULE = "it answered as a Klipper without the module"
+NO_ROUTER_INFO = "router/info is not among its endpoints"
 
 
 class Readiness:
@@ -88,9 +89,7 @@ class Readiness:
     def _set_state(self, state, message):
         if state != STATE_DISCONNECTED and state not in KLIPPER_STATES:
             raise ProtocolError("unknown Klipper state %.40r" % (state,))
-        if not isinstance(message, str):
-            message = ''
-        message = message.strip()
+        message = plain_message(message)
         if (state, message) != (self.state, self.state_message):
             self.state, self.state_message = state, message
             self.changed_at = self.clock()
@@ -336,8 +335,8 @@ class PeerSession(Readiness, ObjectCheck):
         """A subscription was added or removed: resend the merged one."""
         return self._send_subscription() if self.session_up else []
 
-    # Handshake: info, router/info, then one subscription that carries
-    # the Klipper state
+    # Handshake: info, list_endpoints, router/info where there is one, then
+    # one subscription that carries the Klipper state
     def _on_info(self, result, error):
         if error is not None:
             return [Close("handshake failed: %s" % (error,))]
@@ -348,9 +347,21 @@ class PeerSession(Readiness, ObjectCheck):
         self.info = result
         actions = self._set_state(result.get('state'),
                                   result.get('state_message'))
-        return actions + [Send('router/info', {'name': self.own_name},
-                               self._on_router_info, HANDSHAKE_TIMEOUT,
-                               True)]
+        return actions + [Send('list_endpoints', {}, self._on_endpoints,
+                               HANDSHAKE_TIMEOUT, True)]
+
+    def _on_endpoints(self, result, error):
+        # Never a method a Klipper does not have: Snapmaker's U1 fork hands
+        # that error to its exception manager (its screen). Any other
+        # answer asks router/info, as before list_endpoints.
+        if error is not None and error.kind == rpc.LOST:
+            return []   # gone with the connection
+        endpoints = result.get('endpoints') if isinstance(result,
+                                                          dict) else None
+        if isinstance(endpoints, list) and 'router/info' not in endpoints:
+            return self._on_router_info(None, rpc.Error(NO_ROUTER_INFO))
+        return [Send('router/info', {'name': self.own_name},
+                     self._on_router_info, HANDSHAKE_TIMEOUT, True)]
 
     def _on_router_info(self, result, error):
         # A peer without the module answers "No registered callback"
@@ -462,6 +473,27 @@ class PeerSession(Readiness, ObjectCheck):
 
 
 
+
+
+def plain_message(message):
+    """A Klipper state message as text. Snapmaker's U1 fork writes its
+    error and shutdown states with a JSON object as the first line
+    ({"coded": "0003-0522-0000-0019", "oneshot": 0, "msg": "Shutdown due
+    to M112 command"}): its "msg" is what the state says (and that fork
+    would show only the "msg" of an error quoting the whole object)."""
+    if not isinstance(message, str):
+        return ''
+    message = message.strip()
+    first, _, rest = message.partition('\n')
+    if not first.startswith('{'):
+        return message
+    try:
+        coded = json.loads(first)
+    except ValueError:
+        return message
+    if not isinstance(coded, dict) or not isinstance(coded.get('msg'), str):
+        return message
+    return (coded['msg'].strip() + '\n' + rest).strip()
 
 
 def _deliver(changes):
