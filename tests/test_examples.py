@@ -103,9 +103,14 @@ def test_main_and_led_single_file(mesh):
     assert 'Unknown command:"SET_LED"' in str(e.value)
     main.client.wait_output(
         lambda l: l == '// [led] Unknown command:"SET_LED"')
-    main.kill()
-    time.sleep(.5)
-    assert led.state() == 'ready'
+    # The LED instance down: PRINT_START skips it and goes on
+    led.kill()
+    wait_until(lambda: not main.router_status()['peers']['led']['ready'], 5.)
+    main.gcode("PRINT_START")
+    main.client.wait_output(lambda l: l.startswith(
+        "// ROUTER_GCODE_SCRIPT: script skipped, 'led' cannot take G-code"
+        " now: not connected"))
+    assert main.state() == 'ready'
 
 
 def test_shared_mesh_file(mesh):

@@ -100,6 +100,10 @@ class Callers:
                     and self.on_stranger is not None):
                 # An instance this one has not found yet dialed in
                 self.on_stranger()
+            elif caller in self.peers:
+                # It dialed in, so it may list this instance now: a link
+                # to it that found it did not is asked again at once
+                self.peers[caller].relearn_soon()
         who = self.caller_of(web_request)
         web_request.send({'name': self.peers.own_name,
                           'mesh': self.mesh,

@@ -133,6 +133,14 @@ class PeerLink:
         return not (self.link.transport.nothing_listens
                     or self.options.remote is not None)
 
+    def relearn_soon(self):
+        """A peer that did not list this instance may now: its next
+        keepalive (which asks router/info again) goes now, not in up to
+        PING_INTERVAL."""
+        if (self.session.phase is session.Phase.UNLISTED
+                and self._ping_timer is not None):
+            self.reactor.update_timer(self._ping_timer, self.reactor.NOW)
+
     def permits(self, action):
         """Does the peer let this instance do that (its allow option)?"""
         return self.session.permits(action)
