@@ -36,6 +36,12 @@ class LocalRunner:
         # timer made and dropped, and a completion) per job
         self._timer = self.reactor.register_timer(self._drain_event)
         self._job = None      # [func, error] of the job run_now runs
+        # A Klipper that hands a failed command to an exception manager
+        # (Snapmaker's U1 fork shows it on the printer's screen): jobs run
+        # inside a command of their own that never fails. Elsewhere that
+        # costs a line parsed per job for nothing.
+        self._inside_command = printer.lookup_object(
+            'exception_manager', None) is not None
         self.gcode.register_command(JOB_COMMAND, self._cmd_job, True)
 
     def stop(self):
@@ -143,8 +149,12 @@ class LocalRunner:
         not a command this instance's user ran. Klipper answers only that
         command's failure with '!!'; Snapmaker's U1 fork also hands it to
         its exception manager, which shows it on the printer's screen."""
+        job = [func, None]
         with self.gcode.get_mutex():
-            self._job = job = [func, None]
+            if not self._inside_command:
+                self._do_job(job)
+                return job[1]
+            self._job = job
             try:
                 self.gcode.run_script_from_command(JOB_COMMAND)
             finally:
@@ -154,8 +164,10 @@ class LocalRunner:
     def _cmd_job(self, gcmd):
         # Taken once: the job's own G-code cannot run it again
         job, self._job = self._job, None
-        if job is None:
-            return   # typed at a console: there is no job
+        if job is not None:   # else typed at a console: there is no job
+            self._do_job(job)
+
+    def _do_job(self, job):
         try:
             job[0]()
         except self.printer.command_error as e:
