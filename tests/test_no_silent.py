@@ -223,7 +223,7 @@ def test_a_peer_halted_by_its_config_says_so(mesh):
                      r" template", line), line
     assert printers_line(main, 'afc').startswith(
         "// afc: connected, Klipper error for ")
-    assert "Error loading template 'gcode_macro BROKEN:gcode')" in (
+    assert "Error loading template 'gcode_macro BROKEN:gcode'" in (
         printers_line(main, 'afc'))
     # The log holds the errors of the commands above, and no other text
     wait_until(lambda: "ROUTER_GCODE_SCRIPT: peer 'led' cannot take" in (
