@@ -8,17 +8,9 @@
 import time
 import pytest
 from harness import ApiError, Mesh, output_json, wait_until
-from macros import MARK, REC
+from macros import MARK, REC, printing
 
-MACROS = MARK + REC + r"""
-
-[gcode_macro CFG]
-gcode:
-  {action_respond_info("CFG " ~ (params|tojson))}
-
-[gcode_macro PONG_REC]
-gcode:
-  {action_respond_info("PONG " ~ (params|tojson))}
+MACROS = MARK + REC + printing('CFG') + printing('PONG_REC', 'PONG') + r"""
 
 [gcode_macro CHAIN]
 gcode:

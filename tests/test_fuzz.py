@@ -9,15 +9,12 @@ import math, os, random, re, time
 import pytest
 from harness import ApiError, Mesh, log_excerpt, log_problems
 from reliability import assert_still_works
+from macros import printing
 
 pytestmark = pytest.mark.reliability
 
 
-FUZZ_MACROS = r"""
-[gcode_macro FUZZ_CB]
-gcode:
-  {action_respond_info("FUZZ_CB " ~ (params|tojson))}
-"""
+FUZZ_MACROS = printing('FUZZ_CB')
 
 # Never fuzzed: commands (and API methods) that legitimately stop or block
 # a printer, and nested router commands (mutual waits, event storms).

@@ -10,13 +10,9 @@
 import os, re, socket, time
 import pytest
 from harness import ApiError, output_json, peer_section, wait_until
-from macros import MARK, REC
+from macros import MARK, REC, printing
 
-MACROS = MARK + REC + r"""
-
-[gcode_macro REC2]
-gcode:
-  {action_respond_info("REC2 " ~ (params|tojson))}
+MACROS = MARK + REC + printing('REC2') + r"""
 
 [gcode_macro EMPTY]
 gcode:

@@ -23,6 +23,14 @@ gcode:
   {action_respond_info("REC " ~ (params|tojson))}
 """
 
+def printing(name, prefix=None):
+    """A macro NAME that prints its parameters as '// PREFIX {json}'
+    (PREFIX: NAME unless given), for harness.output_json."""
+    return ('\n[gcode_macro %s]\ngcode:\n'
+            '  {action_respond_info("%s " ~ (params|tojson))}\n'
+            % (name, prefix or name))
+
+
 FAIL = r"""
 [gcode_macro FAIL]
 gcode:
